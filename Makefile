@@ -1,0 +1,42 @@
+# The two commands: `make run` (set up and serve the example ballot) and `make test`.
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
+
+.PHONY: run test lint install postgres bench clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test]"
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/mandate demo
+	$(BIN)/mandate serve --host 127.0.0.1 --port 8000
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+# The suite needs a PostgreSQL server binary (it starts its own on loopback).
+postgres:
+	@command -v pg_config >/dev/null && test -x "$$(pg_config --bindir)/initdb" || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql)
+
+test: install postgres lint
+	@echo "=== tests on SQLite (every test) ==="
+	$(BIN)/pytest --db=sqlite
+	@echo "=== tests on PostgreSQL (every test that touches the database) ==="
+	$(BIN)/pytest --db=postgresql -m db
+
+bench: install
+	@command -v wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk)
+	$(BIN)/python bench/cast.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,470 @@
+"""Ballot definitions (the TOML/JSON schema) and the lifecycle draft → open → closed → published."""
+
+import base64
+import binascii
+import mimetypes
+import tomllib
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
+
+from app import clock, counting, crypto, errors, mail, roll
+from app.models import Ballot, BallotBoxEntry, BallotStatus, Document, ReceiptMode, RollEntry
+
+DEFAULT_OPTIONS = ("For", "Against", "Abstain")
+# A (locality, votes) group smaller than this narrows who could have cast a published entry.
+SMALL_GROUP = 3
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class Schema(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Organisation(Schema):
+    name: Name
+    ods_code: Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{3,6}$")]
+
+
+class Question(Schema):
+    id: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")]
+    text: Text
+    options: list[Name] = Field(default_factory=lambda: list(DEFAULT_OPTIONS))
+    rules: counting.QuestionRules | None = None
+
+    @field_validator("options")
+    @classmethod
+    def _options_are_usable(cls, options: list[str]) -> list[str]:
+        seen: set[str] = set()
+        for option in options:
+            if option in seen:
+                raise ValueError(f'duplicate option "{option}"')
+            seen.add(option)
+        missing = [o for o in ("For", "Against") if o not in seen]
+        if missing:
+            raise ValueError(f"the options must include {' and '.join(missing)}")
+        return options
+
+
+class DocumentIn(Schema):
+    title: Name
+    file: Annotated[str, StringConstraints(pattern=r"^[\w][\w .()/-]{0,199}$")]
+    # Given by the API (base64); filled from `file` when a ballot file is loaded from disk.
+    content_base64: str | None = Field(default=None, repr=False)
+    # Optional pin written in the ballot file: loading refuses a file whose digest differs.
+    sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] | None = None
+
+
+class Consultation(Schema):
+    date: date
+    body: Name
+    summary: Text
+
+
+class BallotDefinition(Schema):
+    reference: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{2,63}$")]
+    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
+    organisation: Organisation
+    receipt_mode: ReceiptMode = ReceiptMode.inclusion_only
+    opens_at: AwareDatetime
+    closes_at: AwareDatetime
+    questions: list[Question] = Field(min_length=1, max_length=20)
+    documents: list[DocumentIn] = Field(default_factory=list, max_length=20)
+    consultations: list[Consultation] = Field(default_factory=list)
+    rules: counting.Rules
+    # Path of the roll file next to the ballot file; only the CLI loader reads it.
+    roll: str | None = None
+
+    @field_validator("questions")
+    @classmethod
+    def _question_ids_unique(cls, questions: list[Question]) -> list[Question]:
+        duplicates = [q for q, n in Counter(q.id for q in questions).items() if n > 1]
+        if duplicates:
+            raise ValueError(f'duplicate question id "{duplicates[0]}"')
+        return questions
+
+    @model_validator(mode="after")
+    def _closes_after_opening(self) -> "BallotDefinition":
+        if self.closes_at <= self.opens_at:
+            raise ValueError("closes_at must be after opens_at")
+        return self
+
+
+def parse_definition(data: Any) -> BallotDefinition:
+    """Validate a definition, listing every problem with its location."""
+    try:
+        return BallotDefinition.model_validate(data)
+    except ValidationError as exc:
+        problems = errors.problems_from_validation(exc.errors())
+        raise errors.InvalidInput(
+            f"The ballot definition has {len(problems)} problem(s): "
+            + errors.describe_problems(problems),
+            problems=problems,
+        ) from None
+
+
+def read_ballot_file(path: Path) -> BallotDefinition:
+    """Load a TOML ballot file and the documents it names (relative to the file)."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise errors.InvalidInput(f"{path.name} is not valid TOML: {exc}") from None
+    for document in data.get("documents", []):
+        if isinstance(document, dict) and isinstance(document.get("file"), str):
+            target = path.parent / document["file"]
+            if target.is_file():
+                document["content_base64"] = base64.b64encode(target.read_bytes()).decode()
+    definition = parse_definition(data)
+    missing = [
+        {"loc": f"documents[{i}].file", "problem": f"no file {d.file} next to {path.name}"}
+        for i, d in enumerate(definition.documents)
+        if d.content_base64 is None
+    ]
+    if missing:
+        raise errors.InvalidInput(errors.describe_problems(missing), problems=missing)
+    return definition
+
+
+def _documents(definition: BallotDefinition) -> list[Document]:
+    documents, problems = [], []
+    for i, doc in enumerate(definition.documents):
+        try:
+            content = base64.b64decode(doc.content_base64 or "", validate=True)
+        except binascii.Error:
+            problems.append({"loc": f"documents[{i}].content_base64", "problem": "not base64"})
+            continue
+        if not content:
+            problems.append({"loc": f"documents[{i}]", "problem": "the document is empty"})
+            continue
+        digest = crypto.sha256_hex(content)
+        if doc.sha256 is not None and doc.sha256 != digest:
+            problems.append(
+                {"loc": f"documents[{i}].sha256", "problem": f"the file's SHA-256 is {digest}"}
+            )
+        media_type = mimetypes.guess_type(doc.file)[0] or "application/octet-stream"
+        name = Path(doc.file).name
+        documents.append(
+            Document(
+                position=i,
+                title=doc.title,
+                filename=name,
+                media_type=media_type,
+                sha256=digest,
+                content=content,
+            )
+        )
+    if problems:
+        raise errors.InvalidInput(errors.describe_problems(problems), problems=problems)
+    return documents
+
+
+def _stored_definition(definition: BallotDefinition, documents: list[Document]) -> dict[str, Any]:
+    stored = definition.model_dump(mode="json", exclude={"roll", "documents"})
+    stored["documents"] = [
+        {"title": d.title, "file": d.filename, "sha256": d.sha256} for d in documents
+    ]
+    return stored
+
+
+def create(session: Session, *, definition: BallotDefinition) -> Ballot:
+    """Create a draft ballot from a validated definition."""
+    existing = session.scalar(select(Ballot.id).where(Ballot.reference == definition.reference))
+    if existing is not None:
+        raise errors.Conflict(
+            f'Ballot {existing} already has the reference "{definition.reference}"; '
+            "choose another reference or edit that ballot."
+        )
+    ballot = Ballot(reference=definition.reference, status=BallotStatus.draft)
+    _apply(ballot, definition)
+    session.add(ballot)
+    session.flush()
+    return ballot
+
+
+def update(session: Session, *, ballot: Ballot, definition: BallotDefinition) -> Ballot:
+    """Replace a draft's definition; opened ballots are frozen."""
+    require_status(ballot, BallotStatus.draft, "edit it")
+    if definition.reference != ballot.reference:
+        raise errors.InvalidInput("The reference of a ballot cannot be changed.")
+    _apply(ballot, definition)
+    session.flush()
+    return ballot
+
+
+def _apply(ballot: Ballot, definition: BallotDefinition) -> None:
+    documents = _documents(definition)
+    ballot.title = definition.title
+    ballot.organisation_name = definition.organisation.name
+    ballot.organisation_ods_code = definition.organisation.ods_code
+    ballot.receipt_mode = definition.receipt_mode
+    ballot.opens_at = definition.opens_at
+    ballot.closes_at = definition.closes_at
+    ballot.definition = _stored_definition(definition, documents)
+    ballot.documents = documents
+
+
+def get(session: Session, ballot_id: int, *, lock: str | None = None) -> Ballot:
+    """Load a ballot, optionally locking its row: "share" for casts, "update" for transitions."""
+    query = select(Ballot).where(Ballot.id == ballot_id).options(selectinload(Ballot.documents))
+    if lock is not None:
+        # SQLite has no row locks and needs none: BEGIN IMMEDIATE makes every writer exclusive.
+        query = query.with_for_update(read=lock == "share")
+    ballot = session.scalar(query)
+    if ballot is None:
+        raise errors.NotFound(f"There is no ballot {ballot_id}.")
+    return ballot
+
+
+def list_all(session: Session) -> list[Ballot]:
+    return list(session.scalars(select(Ballot).order_by(Ballot.id.desc())))
+
+
+def definition_of(ballot: Ballot) -> BallotDefinition:
+    """The stored definition as a model (documents without their content)."""
+    return BallotDefinition.model_validate(ballot.definition)
+
+
+def rules_of(ballot: Ballot) -> counting.Rules:
+    return counting.Rules.model_validate(ballot.definition["rules"])
+
+
+def questions_of(ballot: Ballot) -> list[Question]:
+    return [Question.model_validate(q) for q in ballot.definition["questions"]]
+
+
+def require_status(ballot: Ballot, status: BallotStatus, doing: str) -> None:
+    if ballot.status != status:
+        raise errors.WrongState(
+            f"Ballot {ballot.id} is {ballot.status}; only a {status} ballot can {doing}."
+        )
+
+
+@dataclass(frozen=True)
+class Problem:
+    code: str
+    message: str
+    # A blocking problem stops the opening; a warning must be acknowledged.
+    blocking: bool
+
+
+def problems_before_opening(session: Session, *, ballot: Ballot) -> list[Problem]:
+    """Everything that should stop, or give pause to, the opening of this ballot."""
+    problems = []
+    if ballot.status != BallotStatus.draft:
+        problems.append(Problem("not_draft", f"The ballot is already {ballot.status}.", True))
+    entries = roll.entries(session, ballot=ballot)
+    if not entries:
+        problems.append(
+            Problem("empty_roll", "The roll is empty: load the member practices.", True)
+        )
+    if ballot.closes_at <= clock.now():
+        problems.append(
+            Problem(
+                "closes_in_past",
+                f"The closing time ({clock.london(ballot.closes_at)}) has passed: edit the ballot.",
+                True,
+            )
+        )
+    rules = rules_of(ballot)
+    groups = Counter((e.locality, rules.votes_for(e.list_size)) for e in entries)
+    small = sorted(g for g, n in groups.items() if n < SMALL_GROUP)
+    if small:
+        described = ", ".join(f"{loc} with {votes} vote(s)" for loc, votes in small)
+        problems.append(
+            Problem(
+                "small_groups",
+                f"Fewer than {SMALL_GROUP} practices share these locality and vote figures, so a "
+                f"published ballot-box entry could point to its practice: {described}.",
+                False,
+            )
+        )
+    return problems
+
+
+def frozen_hash(session: Session, *, ballot: Ballot) -> str:
+    """SHA-256 over the definition, the documents' digests and the roll, as frozen at open."""
+    frozen = {
+        "definition": ballot.definition,
+        "documents": [d.sha256 for d in ballot.documents],
+        "roll": roll.canonical(session, ballot=ballot),
+    }
+    return crypto.sha256_hex(crypto.canonical_json(frozen))
+
+
+def open_ballot(
+    session: Session,
+    *,
+    ballot_id: int,
+    acknowledge_warnings: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> Ballot:
+    """Freeze the ballot and its roll, issue the links and write the invitations."""
+    ballot = get(session, ballot_id, lock="update")
+    require_status(ballot, BallotStatus.draft, "be opened")
+    problems = problems_before_opening(session, ballot=ballot)
+    blocking = [p for p in problems if p.blocking]
+    if blocking:
+        raise errors.Conflict(
+            "The ballot cannot open yet: " + " ".join(p.message for p in blocking),
+            problems=[{"loc": p.code, "problem": p.message} for p in blocking],
+        )
+    warnings = [p for p in problems if not p.blocking]
+    if warnings and not acknowledge_warnings:
+        raise errors.Conflict(
+            "Acknowledge these warnings to open the ballot: "
+            + " ".join(p.message for p in warnings),
+            problems=[{"loc": p.code, "problem": p.message} for p in warnings],
+        )
+    rules = rules_of(ballot)
+    for entry in roll.entries(session, ballot=ballot):
+        entry.votes = rules.votes_for(entry.list_size)
+    now = clock.now()
+    ballot.status = BallotStatus.open
+    ballot.opened_at = now
+    ballot.frozen_hash = frozen_hash(session, ballot=ballot)
+    session.flush()
+    roll.issue_all_links(session, ballot=ballot, on_progress=on_progress)
+    return ballot
+
+
+def extend_close(session: Session, *, ballot_id: int, closes_at: datetime, reason: str) -> Ballot:
+    """Move the close later, once, with a reason told to every practice."""
+    ballot = get(session, ballot_id, lock="update")
+    require_status(ballot, BallotStatus.open, "have its close extended")
+    if ballot.close_extended_reason is not None:
+        raise errors.Conflict("The close of this ballot has already been extended once.")
+    if clock.now() >= ballot.closes_at:
+        raise errors.Conflict("Voting has already closed; a close cannot be extended afterwards.")
+    if closes_at <= ballot.closes_at:
+        raise errors.InvalidInput(
+            "The new closing time must be after the current one "
+            f"({clock.london(ballot.closes_at)})."
+        )
+    if not reason.strip():
+        raise errors.InvalidInput("Give the reason for the extension; every practice is told it.")
+    previous = ballot.closes_at
+    ballot.closes_at = closes_at
+    ballot.close_extended_reason = reason.strip()
+    session.flush()
+    mail.send_all(
+        mail.extension_notice(ballot, entry, address, previous=previous)
+        for entry in roll.entries(session, ballot=ballot)
+        for address in entry.emails
+    )
+    return ballot
+
+
+def close_ballot(session: Session, *, ballot_id: int) -> Ballot:
+    """Stop voting; before the closing time only if every practice has voted."""
+    # FOR UPDATE waits for every cast holding the row FOR SHARE, so no vote commits after this.
+    ballot = get(session, ballot_id, lock="update")
+    require_status(ballot, BallotStatus.open, "be closed")
+    now = clock.now()
+    if now < ballot.closes_at:
+        eligible, voted = turnout_figures(session, ballot=ballot)
+        if voted < eligible:
+            raise errors.Conflict(
+                f"Voting is open until {clock.london(ballot.closes_at)} and {eligible - voted} of "
+                f"{eligible} practices have not voted; a ballot closes early only when every "
+                "practice has voted."
+            )
+    ballot.status = BallotStatus.closed
+    ballot.closed_at = now
+    session.flush()
+    return ballot
+
+
+def publish(session: Session, *, ballot_id: int) -> Ballot:
+    """Count a closed ballot and publish the result; published is final."""
+    ballot = get(session, ballot_id, lock="update")
+    require_status(ballot, BallotStatus.closed, "be published")
+    ballot.result = count(session, ballot=ballot)
+    ballot.status = BallotStatus.published
+    ballot.published_at = clock.now()
+    session.flush()
+    return ballot
+
+
+def void(session: Session, *, ballot_id: int, reason: str) -> Ballot:
+    """Mark a ballot void with a reason; nothing else about it changes."""
+    ballot = get(session, ballot_id, lock="update")
+    if ballot.status == BallotStatus.voided:
+        raise errors.WrongState(f"Ballot {ballot.id} is already void.")
+    if not reason.strip():
+        raise errors.InvalidInput(
+            "Give the reason the ballot is void; it is shown with the result."
+        )
+    ballot.status = BallotStatus.voided
+    ballot.voided_at = clock.now()
+    ballot.void_reason = reason.strip()
+    session.flush()
+    return ballot
+
+
+def count(session: Session, *, ballot: Ballot) -> dict[str, Any]:
+    """Count the ballot box under the ballot's frozen rules."""
+    if ballot.status not in (BallotStatus.closed, BallotStatus.published):
+        # Nothing is counted before close, for anyone.
+        raise errors.WrongState("Nothing is counted before the ballot closes.")
+    rules = rules_of(ballot)
+    electors = [
+        counting.Elector(locality=e.locality, votes=e.votes or 1)
+        for e in roll.entries(session, ballot=ballot)
+    ]
+    papers = [
+        counting.Paper(locality=p.locality, votes=p.votes, choices=p.choices)
+        for p in ballot_box(session, ballot=ballot)
+    ]
+    results = counting.count(
+        rules,
+        questions=[(q.id, q.options, q.rules) for q in questions_of(ballot)],
+        electors=electors,
+        papers=papers,
+    )
+    return {
+        "eligible": len(electors),
+        "ballots_cast": len(papers),
+        "constitution_ref": rules.constitution_ref,
+        "questions": [r.as_dict() for r in results],
+    }
+
+
+def ballot_box(session: Session, *, ballot: Ballot) -> list[BallotBoxEntry]:
+    """The recorded ballots in receipt order, never in the order they were cast."""
+    if ballot.status not in (BallotStatus.closed, BallotStatus.published):
+        raise errors.WrongState("The ballot box stays shut until the ballot closes.")
+    return list(
+        session.scalars(
+            select(BallotBoxEntry)
+            .where(BallotBoxEntry.ballot_id == ballot.id)
+            .order_by(BallotBoxEntry.receipt_code)
+        )
+    )
+
+
+def turnout_figures(session: Session, *, ballot: Ballot) -> tuple[int, int]:
+    """(eligible practices, practices that have voted)."""
+    eligible, voted = session.execute(
+        select(func.count(RollEntry.id), func.count(RollEntry.voted_at)).where(
+            RollEntry.ballot_id == ballot.id
+        )
+    ).one()
+    return int(eligible), int(voted)

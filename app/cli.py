@@ -1,0 +1,204 @@
+"""The `mandate` command for operators."""
+
+import logging
+import mailbox
+import re
+import secrets
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+from rich.console import Console
+from rich.progress import Progress
+from sqlalchemy import select
+
+from app import ballots, clock, errors, roll, staff
+from app.config import get_settings
+from app.db import migrate as run_migrations
+from app.db import session_scope
+from app.models import Ballot, BallotStatus, Role, StaffUser
+
+app = typer.Typer(
+    help="Mandate: secure balloting for member-practice mandates.", no_args_is_help=True
+)
+staff_app = typer.Typer(help="Staff accounts.", no_args_is_help=True)
+ballot_app = typer.Typer(help="Ballots: load, open, close, publish, status.", no_args_is_help=True)
+app.add_typer(staff_app, name="staff")
+app.add_typer(ballot_app, name="ballot")
+console = Console()
+
+DEMO_BALLOT = Path("ballots/delegated-commissioning-2016.toml")
+DEMO_USER = "demo-secretariat"
+
+
+def main() -> None:
+    try:
+        app()
+    except errors.AppError as exc:
+        console.print(f"[red]{exc.name}:[/red] {exc.detail}")
+        raise SystemExit(1) from None
+
+
+@app.command()
+def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
+    """Serve the API and the voter pages."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # uvicorn's own access log prints raw paths, which carry voting tokens: ours redacts them.
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=False,
+        log_level="info",
+    )
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema up to date."""
+    run_migrations()
+    console.print("Database is at the newest schema.")
+
+
+@staff_app.command("add")
+def staff_add(
+    username: str,
+    role: Annotated[Role, typer.Option(help="admin, secretariat or auditor")] = Role.secretariat,
+    password: Annotated[str | None, typer.Option(help="Omit to be asked for it")] = None,
+) -> None:
+    """Create a staff account (the first admin is made this way)."""
+    if password is None:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    with session_scope() as session:
+        user = staff.create(session, username=username, password=password, role=role)
+        console.print(f"Created {user.username} ({user.role}).")
+
+
+def _load(path: Path, *, from_now: bool = False) -> int:
+    definition = ballots.read_ballot_file(path)
+    if from_now:
+        # For a demonstration: the same ballot, open from now for fourteen days.
+        opens = clock.now().replace(microsecond=0)
+        definition = definition.model_copy(
+            update={"opens_at": opens, "closes_at": opens + timedelta(days=14)}
+        )
+    rows = None
+    if definition.roll:
+        roll_path = path.parent / definition.roll
+        rows = roll.parse_csv(roll_path.read_text(encoding="utf-8"))
+    with session_scope() as session:
+        ballot = ballots.create(session, definition=definition)
+        if rows is not None:
+            roll.replace(session, ballot=ballot, rows=rows)
+        return ballot.id
+
+
+@ballot_app.command("load")
+def ballot_load(
+    file: Path,
+    from_now: Annotated[
+        bool, typer.Option(help="Open from now for 14 days (demonstrations)")
+    ] = False,
+) -> None:
+    """Create a draft ballot from a TOML file (and the roll it names)."""
+    ballot_id = _load(file, from_now=from_now)
+    console.print(f"Loaded ballot {ballot_id} as a draft.")
+
+
+@ballot_app.command("open")
+def ballot_open(
+    ballot_id: int,
+    acknowledge_warnings: Annotated[bool, typer.Option(help="Open despite warnings")] = False,
+) -> None:
+    """Freeze the ballot, issue the links and write the invitations."""
+    _open(ballot_id, acknowledge_warnings=acknowledge_warnings)
+
+
+def _open(ballot_id: int, *, acknowledge_warnings: bool) -> None:
+    with session_scope() as session, Progress(console=console) as progress:
+        task = progress.add_task("Issuing links", total=None)
+        ballots.open_ballot(
+            session,
+            ballot_id=ballot_id,
+            acknowledge_warnings=acknowledge_warnings,
+            on_progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    console.print(f"Ballot {ballot_id} is open; invitations written to {get_settings().maildir}.")
+
+
+@ballot_app.command("close")
+def ballot_close(ballot_id: int) -> None:
+    """Stop voting."""
+    with session_scope() as session:
+        ballots.close_ballot(session, ballot_id=ballot_id)
+    console.print(f"Ballot {ballot_id} is closed.")
+
+
+@ballot_app.command("publish")
+def ballot_publish(ballot_id: int) -> None:
+    """Count a closed ballot and publish the result."""
+    with session_scope() as session:
+        ballot = ballots.publish(session, ballot_id=ballot_id)
+        assert ballot.result is not None  # noqa: S101
+        for question in ballot.result["questions"]:
+            console.print(f"{question['question_id']}: {question['outcome']}")
+
+
+@ballot_app.command("status")
+def ballot_status(ballot_id: int) -> None:
+    """Status and turnout (never how anyone voted)."""
+    with session_scope() as session:
+        ballot = ballots.get(session, ballot_id)
+        eligible, voted = ballots.turnout_figures(session, ballot=ballot)
+        console.print(f"Ballot {ballot.id}: {ballot.title}")
+        console.print(f"  status:  {ballot.status}")
+        console.print(f"  opens:   {clock.london(ballot.opens_at)}")
+        console.print(f"  closes:  {clock.london(ballot.closes_at)}")
+        console.print(f"  turnout: {voted} of {eligible} practices")
+
+
+def _sample_links(limit: int) -> list[str]:
+    """Voting links from the invitations in the maildir (the server keeps only their hashes)."""
+    maildir = get_settings().maildir
+    if maildir is None or not maildir.exists():
+        return []
+    pattern = re.compile(re.escape(get_settings().base_url) + r"/vote/[A-Za-z0-9_-]+")
+    links: list[str] = []
+    for message in mailbox.Maildir(maildir, create=False):
+        body = message.get_payload(decode=True)
+        if isinstance(body, bytes):
+            links += pattern.findall(body.decode("utf-8", "replace"))
+    return sorted(set(links))[:limit]
+
+
+@app.command()
+def demo(file: Path = DEMO_BALLOT) -> None:
+    """Set up a demonstration: migrate, load and open the example ballot, a demo account."""
+    run_migrations()
+    definition = ballots.read_ballot_file(file)
+    with session_scope() as session:
+        ballot_id = session.scalar(
+            select(Ballot.id).where(Ballot.reference == definition.reference)
+        )
+    if ballot_id is None:
+        ballot_id = _load(file, from_now=True)
+        console.print(f"Loaded {file} as ballot {ballot_id}.")
+    with session_scope() as session:
+        exists = session.scalar(select(StaffUser.id).where(StaffUser.username == DEMO_USER))
+        if exists is None:
+            password = secrets.token_urlsafe(12)
+            staff.create(session, username=DEMO_USER, password=password, role=Role.secretariat)
+            console.print(f"Demo account: {DEMO_USER} / {password}  (shown once; keep it)")
+        else:
+            console.print(f"Demo account {DEMO_USER} exists (its password was shown when created).")
+        status = ballots.get(session, ballot_id).status
+    if status == BallotStatus.draft:
+        _open(ballot_id, acknowledge_warnings=True)
+    console.print(f"Invitations are in {get_settings().maildir}/new (one .eml per address).")
+    console.print("Sample voter links:")
+    for link in _sample_links(3):
+        console.print(f"  {link}")

@@ -1,0 +1,60 @@
+"""Settings, read once from the environment."""
+
+import secrets
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Environment(StrEnum):
+    dev = "dev"
+    test = "test"
+    production = "production"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore")
+
+    mandate_env: Environment = Environment.dev
+    data_dir: Path = Path("var")
+    database_url: str = ""
+    base_url: str = "http://127.0.0.1:8000"
+    secret_key: str = Field(default="", repr=False)
+    mail_backend: str = "maildir"
+    maildir: Path | None = None
+    mail_from: str = "Mandate <mandate@localhost>"
+    staff_token_hours: int = Field(default=8, gt=0)
+
+    @model_validator(mode="after")
+    def _fill_defaults(self) -> "Settings":
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'mandate.db'}"
+        if self.maildir is None:
+            self.maildir = self.data_dir / "mail"
+        if not self.secret_key:
+            if self.mandate_env is Environment.production:
+                raise ValueError("SECRET_KEY must be set in production (at least 32 characters)")
+            self.secret_key = _local_secret(self.data_dir)
+        if self.mandate_env is Environment.production and len(self.secret_key) < 32:
+            raise ValueError("SECRET_KEY must be at least 32 characters in production")
+        self.base_url = self.base_url.rstrip("/")
+        return self
+
+
+def _local_secret(data_dir: Path) -> str:
+    """Read, or create with owner-only permissions, the development secret key."""
+    # A fixed default would let anyone forge links on a forgotten demo; a per-install key doesn't.
+    path = data_dir / "secret.key"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

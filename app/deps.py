@@ -1,0 +1,54 @@
+"""Dependencies that load and authorise: the Annotated aliases routes declare."""
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.orm import Session
+
+from app import errors, staff, voting
+from app.db import get_session
+from app.models import Role, StaffUser, VotingLink
+
+# scope="function": the commit happens before the response leaves, so a receipt is never
+# sent for a vote that was not durably recorded.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+_bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+BearerToken = Annotated[str | None, Depends(_bearer)]
+
+
+def current_staff(session: SessionDep, token: BearerToken) -> StaffUser:
+    if not token:
+        raise errors.NotAuthenticated(
+            "Sign in first: send the bearer token from /api/v1/auth/token."
+        )
+    return staff.authenticate(session, token)
+
+
+CurrentStaff = Annotated[StaffUser, Depends(current_staff)]
+
+
+def require_role(*roles: Role) -> Callable[[StaffUser], StaffUser]:
+    def check(user: CurrentStaff) -> StaffUser:
+        if user.role not in roles:
+            allowed = " or ".join(r.value for r in roles)
+            raise errors.Forbidden(
+                f"This needs the {allowed} role; you are signed in as {user.role}."
+            )
+        return user
+
+    return check
+
+
+Secretariat = Annotated[StaffUser, Depends(require_role(Role.secretariat))]
+Admin = Annotated[StaffUser, Depends(require_role(Role.admin))]
+AnyStaff = Annotated[StaffUser, Depends(require_role(Role.admin, Role.secretariat, Role.auditor))]
+
+
+def voter_link(token: str, session: SessionDep) -> VotingLink:
+    return voting.resolve(session, token)
+
+
+VoterLink = Annotated[VotingLink, Depends(voter_link)]

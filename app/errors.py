@@ -1,0 +1,80 @@
+"""Domain errors: each carries an HTTP status and a sentence a person can act on."""
+
+from typing import Any
+
+
+class AppError(Exception):
+    status_code = 400
+
+    def __init__(self, detail: str, *, problems: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.problems = problems
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"error": self.name, "detail": self.detail}
+        if self.problems is not None:
+            body["problems"] = self.problems
+        return body
+
+
+class InvalidInput(AppError):
+    status_code = 422
+
+
+class NotFound(AppError):
+    status_code = 404
+
+
+class NotAuthenticated(AppError):
+    status_code = 401
+
+
+class Forbidden(AppError):
+    status_code = 403
+
+
+class Conflict(AppError):
+    status_code = 409
+
+
+class WrongState(Conflict):
+    """The ballot is not in a state that allows this action."""
+
+
+class AlreadyVoted(Conflict):
+    pass
+
+
+class LinkInvalid(AppError):
+    status_code = 404
+
+
+class LinkRevoked(AppError):
+    status_code = 410
+
+
+def problems_from_validation(errors: list[Any], *, prefix: str = "") -> list[dict[str, Any]]:
+    """Pydantic errors as {"loc": "questions[1].options", "problem": "..."} without the input."""
+    problems = []
+    for error in errors:
+        loc = prefix
+        parts = list(error["loc"])
+        if parts and parts[0] == "body":
+            parts = parts[1:]
+        for part in parts:
+            if isinstance(part, int):
+                loc += f"[{part}]"
+            else:
+                loc += f".{part}" if loc else str(part)
+        message = str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        problems.append({"loc": loc or "(whole file)", "problem": message})
+    return problems
+
+
+def describe_problems(problems: list[dict[str, Any]]) -> str:
+    return "; ".join(f"{p['loc']}: {p['problem']}" for p in problems)

@@ -1,0 +1,115 @@
+"""create_app(): routers, error handlers, logging that never carries a secret."""
+
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
+
+from app import errors
+from app.db import database_turn
+from app.routes import auth, ballots, public, templates, vote_api, vote_pages
+
+log = logging.getLogger("mandate.access")
+
+# Anything after /vote/ is a voting token: it never reaches a log line.
+_TOKEN_IN_PATH = re.compile(r"/vote/[^/?#]+")
+
+
+def redact(path: str) -> str:
+    return _TOKEN_IN_PATH.sub("/vote/[link]", path)
+
+
+def _wants_html(request: Request) -> bool:
+    return request.url.path.startswith("/vote/") or request.url.path.startswith("/ballots/")
+
+
+def _error_response(request: Request, exc: errors.AppError) -> Response:
+    headers = {"Retry-After": "1"} if isinstance(exc, ServerBusy) else None
+    if _wants_html(request):
+        return templates.TemplateResponse(
+            request,
+            "error.html",
+            {"title": exc.detail.split(".")[0], "detail": exc.detail, "error": exc.name},
+            status_code=exc.status_code,
+            headers=headers,
+        )
+    return JSONResponse(exc.body(), status_code=exc.status_code, headers=headers)
+
+
+class ServerBusy(errors.Conflict):
+    pass
+
+
+def _is_contention(exc: DBAPIError) -> bool:
+    """A lock timeout or serialisation failure: the request changed nothing and may be retried."""
+    text = str(exc.orig).lower()
+    code = getattr(exc.orig, "sqlstate", None)
+    return "database is locked" in text or code in {"40001", "40P01", "55P03"}
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="Mandate",
+        summary="Secure electronic balloting for member-practice mandates",
+        version="0.1.0",
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.database_turn = database_turn()
+
+    @app.exception_handler(errors.AppError)
+    async def _app_error(request: Request, exc: errors.AppError) -> Response:
+        return _error_response(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        # FastAPI's default echoes the input, which may be a vote: report only where and what.
+        problems = errors.problems_from_validation(list(exc.errors()))
+        return _error_response(
+            request,
+            errors.InvalidInput(
+                "The request was not understood: " + errors.describe_problems(problems),
+                problems=problems,
+            ),
+        )
+
+    @app.exception_handler(DBAPIError)
+    async def _database_error(request: Request, exc: DBAPIError) -> Response:
+        if _is_contention(exc):
+            return _error_response(
+                request,
+                ServerBusy("The service was busy and nothing was recorded; please try again."),
+            )
+        raise exc
+
+    @app.middleware("http")
+    async def _headers_and_access_log(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        # A voting link must not leak through a referrer, a cache or a search engine.
+        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["X-Frame-Options"] = "DENY"
+        if request.url.path.startswith(("/vote/", "/api/")):
+            response.headers["Cache-Control"] = "no-store"
+            response.headers["X-Robots-Tag"] = "noindex, nofollow"
+        log.info(
+            "%s %s %s %.1fms",
+            request.method,
+            redact(request.url.path),
+            response.status_code,
+            (time.perf_counter() - started) * 1000,
+        )
+        return response
+
+    for module in (auth, ballots, vote_api, vote_pages, public):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,205 @@
+"""Every table, in one readable schema."""
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app import clock
+from app.db import Base
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC instant on every database (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Role(StrEnum):
+    admin = "admin"
+    secretariat = "secretariat"
+    auditor = "auditor"
+
+
+class BallotStatus(StrEnum):
+    draft = "draft"
+    open = "open"
+    closed = "closed"
+    published = "published"
+    voided = "voided"
+
+
+class ReceiptMode(StrEnum):
+    inclusion_only = "inclusion_only"
+    receipt_with_choices = "receipt_with_choices"
+
+
+def _in(column: str, enum: type[StrEnum]) -> str:
+    return f"{column} IN ({', '.join(repr(m.value) for m in enum)})"
+
+
+class StaffUser(Base):
+    __tablename__ = "staff_user"
+    __table_args__ = (CheckConstraint(_in("role", Role), name="role"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[Role] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class StaffSession(Base):
+    """A signed-in staff session; the bearer token is kept only as a keyed hash."""
+
+    __tablename__ = "staff_session"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    staff_user_id: Mapped[int] = mapped_column(ForeignKey("staff_user.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    staff_user: Mapped[StaffUser] = relationship(lazy="joined")
+
+
+class Ballot(Base):
+    __tablename__ = "ballot"
+    __table_args__ = (
+        CheckConstraint(_in("status", BallotStatus), name="status"),
+        CheckConstraint(_in("receipt_mode", ReceiptMode), name="receipt_mode"),
+        CheckConstraint("opens_at < closes_at", name="opens_before_closes"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reference: Mapped[str] = mapped_column(String(64), unique=True)
+    title: Mapped[str] = mapped_column(String(300))
+    organisation_name: Mapped[str] = mapped_column(String(200))
+    organisation_ods_code: Mapped[str] = mapped_column(String(10))
+    status: Mapped[BallotStatus] = mapped_column(String(20), default=BallotStatus.draft)
+    receipt_mode: Mapped[ReceiptMode] = mapped_column(String(30))
+    # The validated definition (questions, rules, consultations); frozen once opened.
+    definition: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # SHA-256 of the canonical frozen definition, roll and documents, set at open.
+    frozen_hash: Mapped[str | None] = mapped_column(String(64))
+    opens_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    closes_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    close_extended_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    void_reason: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    documents: Mapped[list["Document"]] = relationship(
+        lazy="raise", order_by="Document.position", cascade="all, delete-orphan"
+    )
+
+
+class Document(Base):
+    """A paper voters must see, pinned by its SHA-256."""
+
+    __tablename__ = "document"
+    __table_args__ = (UniqueConstraint("ballot_id", "position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ballot_id: Mapped[int] = mapped_column(ForeignKey("ballot.id"))
+    position: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(String(300))
+    filename: Mapped[str] = mapped_column(String(200))
+    media_type: Mapped[str] = mapped_column(String(100))
+    sha256: Mapped[str] = mapped_column(String(64))
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class RollEntry(Base):
+    """A member practice on one ballot's roll; also its line in the turnout register."""
+
+    __tablename__ = "roll_entry"
+    __table_args__ = (
+        UniqueConstraint("ballot_id", "ods_code"),
+        CheckConstraint("list_size > 0", name="list_size_positive"),
+        CheckConstraint("votes IS NULL OR votes > 0", name="votes_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ballot_id: Mapped[int] = mapped_column(ForeignKey("ballot.id"), index=True)
+    ods_code: Mapped[str] = mapped_column(String(6))
+    name: Mapped[str] = mapped_column(String(200))
+    locality: Mapped[str] = mapped_column(String(100))
+    list_size: Mapped[int] = mapped_column(Integer)
+    emails: Mapped[list[str]] = mapped_column(JSON)
+    # Frozen at open from the ballot's weighting rule.
+    votes: Mapped[int | None] = mapped_column(Integer)
+    # The turnout register: that the practice voted, when and who submitted; never how.
+    voted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    voted_by_name: Mapped[str | None] = mapped_column(String(200))
+    voted_by_role: Mapped[str | None] = mapped_column(String(200))
+
+
+class VotingLink(Base):
+    """One emailed link of a practice; the token itself is never stored."""
+
+    __tablename__ = "voting_link"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    roll_entry_id: Mapped[int] = mapped_column(ForeignKey("roll_entry.id"), index=True)
+    email: Mapped[str] = mapped_column(String(320))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    roll_entry: Mapped[RollEntry] = relationship(lazy="joined")
+
+
+class BallotBoxEntry(Base):
+    """One recorded ballot: no practice, no link, no time, and a random key.
+
+    On SQLite the table is WITHOUT ROWID, so even the storage order follows the random key
+    rather than the order of casting.
+    """
+
+    __tablename__ = "ballot_box_entry"
+    __table_args__ = (
+        UniqueConstraint("ballot_id", "receipt_code"),
+        CheckConstraint("votes > 0", name="votes_positive"),
+        {"sqlite_with_rowid": False},
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    ballot_id: Mapped[int] = mapped_column(ForeignKey("ballot.id"))
+    receipt_code: Mapped[str] = mapped_column(String(24))
+    choices: Mapped[dict[str, str]] = mapped_column(JSON)
+    locality: Mapped[str] = mapped_column(String(100))
+    votes: Mapped[int] = mapped_column(Integer)

@@ -1,0 +1,223 @@
+"""The roll of member practices: import and validation, and the links issued to them."""
+
+import csv
+import io
+from collections import Counter
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from app import clock, crypto, errors, mail
+from app.models import Ballot, BallotStatus, RollEntry, VotingLink
+
+CSV_COLUMNS = ("ods_code", "name", "locality", "list_size", "emails")
+MAX_PRACTICES = 20_000
+
+
+class RollRow(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # An ODS code of a GP practice: one letter and five digits, e.g. G83001.
+    ods_code: Annotated[
+        str,
+        BeforeValidator(lambda v: v.strip().upper() if isinstance(v, str) else v),
+        StringConstraints(pattern=r"^[A-Z][0-9]{5}$"),
+    ]
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    locality: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    list_size: int = Field(gt=0, le=1_000_000)
+    emails: list[EmailStr] = Field(min_length=1, max_length=10)
+
+    @field_validator("emails", mode="before")
+    @classmethod
+    def _split_emails(cls, value: Any) -> Any:
+        # In CSV several addresses share one cell, separated by ";" or spaces.
+        if isinstance(value, str):
+            return [part for part in value.replace(",", ";").replace(" ", ";").split(";") if part]
+        return value
+
+
+_rows = TypeAdapter(list[RollRow])
+
+
+def parse_json(data: Any) -> list[RollRow]:
+    """Validate a roll given as a JSON list of practices, reporting every problem."""
+    if not isinstance(data, list):
+        raise errors.InvalidInput("The roll must be a list of practices.")
+    try:
+        rows = _rows.validate_python(data)
+    except ValidationError as exc:
+        _refuse(errors.problems_from_validation(exc.errors(), prefix="roll"))
+    _check_unique(rows)
+    return rows
+
+
+def parse_csv(text: str) -> list[RollRow]:
+    """Validate a CSV roll (header: ods_code,name,locality,list_size,emails), row by row."""
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    header = [h.strip() for h in reader.fieldnames or []]
+    missing = [c for c in CSV_COLUMNS if c not in header]
+    if missing:
+        raise errors.InvalidInput(
+            f"The CSV header is missing {', '.join(missing)}; "
+            f"the first line must be: {','.join(CSV_COLUMNS)}"
+        )
+    rows, problems = [], []
+    for line, raw in enumerate(reader, start=2):
+        record = {k.strip(): (v or "") for k, v in raw.items() if k is not None}
+        if None in raw:
+            problems.append({"loc": f"line {line}", "problem": "more cells than the header has"})
+            continue
+        try:
+            rows.append(RollRow.model_validate({c: record.get(c, "") for c in CSV_COLUMNS}))
+        except ValidationError as exc:
+            code = record.get("ods_code", "").strip()
+            where = f"line {line}" + (f" ({code})" if code else "")
+            problems += errors.problems_from_validation(exc.errors(), prefix=where)
+        if line > MAX_PRACTICES + 1:
+            raise errors.InvalidInput(f"A roll holds at most {MAX_PRACTICES} practices.")
+    if problems:
+        _refuse(problems)
+    _check_unique(rows)
+    return rows
+
+
+def _check_unique(rows: list[RollRow]) -> None:
+    if not rows:
+        raise errors.InvalidInput("The roll has no practices.")
+    duplicates = sorted(code for code, n in Counter(r.ods_code for r in rows).items() if n > 1)
+    if duplicates:
+        _refuse([{"loc": code, "problem": "listed more than once"} for code in duplicates])
+
+
+def _refuse(problems: list[dict[str, Any]]) -> Any:
+    raise errors.InvalidInput(
+        f"The roll was not loaded: {len(problems)} problem(s). "
+        + errors.describe_problems(problems[:20])
+        + (" …" if len(problems) > 20 else ""),
+        problems=problems,
+    )
+
+
+def replace(session: Session, *, ballot: Ballot, rows: list[RollRow]) -> list[RollEntry]:
+    """Replace the roll of a draft ballot with these practices."""
+    if ballot.status != BallotStatus.draft:
+        raise errors.WrongState(
+            f"Ballot {ballot.id} is {ballot.status}; the roll is frozen once a ballot opens."
+        )
+    session.execute(delete(RollEntry).where(RollEntry.ballot_id == ballot.id))
+    entries = [
+        RollEntry(
+            ballot_id=ballot.id,
+            ods_code=r.ods_code,
+            name=r.name,
+            locality=r.locality,
+            list_size=r.list_size,
+            emails=[str(e).lower() for e in r.emails],
+        )
+        for r in rows
+    ]
+    session.add_all(entries)
+    session.flush()
+    return entries
+
+
+def entries(session: Session, *, ballot: Ballot) -> list[RollEntry]:
+    return list(
+        session.scalars(
+            select(RollEntry).where(RollEntry.ballot_id == ballot.id).order_by(RollEntry.ods_code)
+        )
+    )
+
+
+def entry(session: Session, *, ballot: Ballot, ods_code: str) -> RollEntry:
+    found = session.scalar(
+        select(RollEntry).where(
+            RollEntry.ballot_id == ballot.id, RollEntry.ods_code == ods_code.strip().upper()
+        )
+    )
+    if found is None:
+        raise errors.NotFound(f"{ods_code} is not on the roll of ballot {ballot.id}.")
+    return found
+
+
+def canonical(session: Session, *, ballot: Ballot) -> list[dict[str, Any]]:
+    """The roll as hashed at open."""
+    return [
+        {
+            "ods_code": e.ods_code,
+            "name": e.name,
+            "locality": e.locality,
+            "list_size": e.list_size,
+            "emails": e.emails,
+            "votes": e.votes,
+        }
+        for e in entries(session, ballot=ballot)
+    ]
+
+
+def _issue(session: Session, *, ballot: Ballot, entry: RollEntry) -> None:
+    """One new link per address of the practice, each sent in its own invitation."""
+    now = clock.now()
+    messages = []
+    for address in entry.emails:
+        token = crypto.new_token()
+        session.add(
+            VotingLink(
+                roll_entry_id=entry.id,
+                email=address,
+                token_hash=crypto.token_hash(token),
+                issued_at=now,
+            )
+        )
+        messages.append(mail.invitation(ballot, entry, address, token=token))
+    session.flush()
+    mail.send_all(messages)
+
+
+def issue_all_links(
+    session: Session, *, ballot: Ballot, on_progress: Callable[[int, int], None] | None = None
+) -> None:
+    practices = entries(session, ballot=ballot)
+    for done, practice in enumerate(practices, start=1):
+        _issue(session, ballot=ballot, entry=practice)
+        if on_progress is not None:
+            on_progress(done, len(practices))
+
+
+def reissue(session: Session, *, ballot: Ballot, ods_code: str) -> RollEntry:
+    """Revoke every link of a practice and send it new ones."""
+    if ballot.status != BallotStatus.open:
+        raise errors.WrongState(
+            f"Ballot {ballot.id} is {ballot.status}; links are re-issued only while it is open."
+        )
+    practice = entry(session, ballot=ballot, ods_code=ods_code)
+    if practice.voted_at is not None:
+        raise errors.Conflict(
+            f"{practice.name} ({practice.ods_code}) has already voted; "
+            "a new link could not change that."
+        )
+    _revoke_links(session, practice=practice)
+    _issue(session, ballot=ballot, entry=practice)
+    return practice
+
+
+def _revoke_links(session: Session, *, practice: RollEntry) -> None:
+    session.execute(
+        update(VotingLink)
+        .where(VotingLink.roll_entry_id == practice.id, VotingLink.revoked_at.is_(None))
+        .values(revoked_at=clock.now())
+    )

@@ -1,0 +1,269 @@
+"""The staff API: ballots, their roll, the lifecycle and turnout."""
+
+import json
+from collections import Counter
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, status
+from pydantic import AwareDatetime, BaseModel
+
+from app import ballots, errors, roll
+from app.deps import AnyStaff, Secretariat, SessionDep
+from app.models import Ballot, BallotStatus, ReceiptMode, RollEntry
+
+router = APIRouter(prefix="/api/v1/ballots", tags=["ballots"])
+
+
+class BallotOut(BaseModel):
+    id: int
+    reference: str
+    title: str
+    organisation: dict[str, str]
+    status: BallotStatus
+    receipt_mode: ReceiptMode
+    opens_at: datetime
+    closes_at: datetime
+    close_extended_reason: str | None
+    opened_at: datetime | None
+    closed_at: datetime | None
+    published_at: datetime | None
+    voided_at: datetime | None
+    void_reason: str | None
+    frozen_hash: str | None
+    questions: list[dict[str, Any]]
+    rules: dict[str, Any]
+    documents: list[dict[str, Any]]
+    consultations: list[dict[str, Any]]
+
+    @classmethod
+    def of(cls, ballot: Ballot) -> "BallotOut":
+        d = ballot.definition
+        return cls(
+            id=ballot.id,
+            reference=ballot.reference,
+            title=ballot.title,
+            organisation={
+                "name": ballot.organisation_name,
+                "ods_code": ballot.organisation_ods_code,
+            },
+            status=ballot.status,
+            receipt_mode=ballot.receipt_mode,
+            opens_at=ballot.opens_at,
+            closes_at=ballot.closes_at,
+            close_extended_reason=ballot.close_extended_reason,
+            opened_at=ballot.opened_at,
+            closed_at=ballot.closed_at,
+            published_at=ballot.published_at,
+            voided_at=ballot.voided_at,
+            void_reason=ballot.void_reason,
+            frozen_hash=ballot.frozen_hash,
+            questions=d["questions"],
+            rules=d["rules"],
+            documents=d["documents"],
+            consultations=d["consultations"],
+        )
+
+
+class PracticeOut(BaseModel):
+    ods_code: str
+    name: str
+    locality: str
+    list_size: int
+    emails: list[str]
+    votes: int | None
+
+    @classmethod
+    def of(cls, e: RollEntry) -> "PracticeOut":
+        return cls(
+            ods_code=e.ods_code,
+            name=e.name,
+            locality=e.locality,
+            list_size=e.list_size,
+            emails=e.emails,
+            votes=e.votes,
+        )
+
+
+class ProblemOut(BaseModel):
+    code: str
+    message: str
+    blocking: bool
+
+
+class OpenIn(BaseModel):
+    acknowledge_warnings: bool = False
+
+
+class ExtendIn(BaseModel):
+    closes_at: AwareDatetime
+    reason: str
+
+
+class VoidIn(BaseModel):
+    reason: str
+
+
+class TurnoutPractice(BaseModel):
+    ods_code: str
+    name: str
+    locality: str
+    voted_at: datetime | None
+    voted_by_name: str | None
+    voted_by_role: str | None
+
+
+class TurnoutOut(BaseModel):
+    """Who has voted and when: never how."""
+
+    eligible: int
+    voted: int
+    by_locality: dict[str, dict[str, int]]
+    practices: list[TurnoutPractice]
+
+
+async def read_roll(request: Request) -> list[roll.RollRow]:
+    """A roll from a JSON list, a CSV body (text/csv) or a CSV file upload (field `file`)."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "application/json":
+        try:
+            data = json.loads(await request.body())
+        except ValueError:
+            raise errors.InvalidInput("The roll is not valid JSON.") from None
+        return roll.parse_json(data)
+    if kind == "text/csv":
+        raw = await request.body()
+    elif kind == "multipart/form-data":
+        async with request.form() as form:
+            upload = form.get("file")
+            if upload is None or isinstance(upload, str):
+                raise errors.InvalidInput("Attach the roll as a CSV file in the form field 'file'.")
+            raw = await upload.read()
+    else:
+        raise errors.InvalidInput(
+            "Send the roll as JSON (application/json), CSV (text/csv) or a CSV file upload."
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise errors.InvalidInput("The CSV file must be saved as UTF-8.") from None
+    return roll.parse_csv(text)
+
+
+RollUpload = Annotated[list[roll.RollRow], Depends(read_roll)]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+def create_ballot(
+    body: ballots.BallotDefinition, _user: Secretariat, session: SessionDep
+) -> BallotOut:
+    return BallotOut.of(ballots.create(session, definition=body))
+
+
+@router.get("")
+def list_ballots(_user: AnyStaff, session: SessionDep) -> list[BallotOut]:
+    return [BallotOut.of(b) for b in ballots.list_all(session)]
+
+
+@router.get("/{ballot_id}")
+def read_ballot(ballot_id: int, _user: AnyStaff, session: SessionDep) -> BallotOut:
+    return BallotOut.of(ballots.get(session, ballot_id))
+
+
+@router.put("/{ballot_id}")
+def edit_ballot(
+    ballot_id: int, body: ballots.BallotDefinition, _user: Secretariat, session: SessionDep
+) -> BallotOut:
+    ballot = ballots.get(session, ballot_id, lock="update")
+    return BallotOut.of(ballots.update(session, ballot=ballot, definition=body))
+
+
+@router.put("/{ballot_id}/roll")
+def replace_roll(
+    ballot_id: int, _user: Secretariat, rows: RollUpload, session: SessionDep
+) -> list[PracticeOut]:
+    ballot = ballots.get(session, ballot_id, lock="update")
+    return [PracticeOut.of(e) for e in roll.replace(session, ballot=ballot, rows=rows)]
+
+
+@router.get("/{ballot_id}/roll")
+def read_roll_entries(ballot_id: int, _user: AnyStaff, session: SessionDep) -> list[PracticeOut]:
+    ballot = ballots.get(session, ballot_id)
+    return [PracticeOut.of(e) for e in roll.entries(session, ballot=ballot)]
+
+
+@router.get("/{ballot_id}/problems")
+def problems(ballot_id: int, _user: AnyStaff, session: SessionDep) -> list[ProblemOut]:
+    ballot = ballots.get(session, ballot_id)
+    return [
+        ProblemOut(code=p.code, message=p.message, blocking=p.blocking)
+        for p in ballots.problems_before_opening(session, ballot=ballot)
+    ]
+
+
+@router.post("/{ballot_id}/open")
+def open_ballot(
+    ballot_id: int, _user: Secretariat, session: SessionDep, body: OpenIn | None = None
+) -> BallotOut:
+    acknowledge = body.acknowledge_warnings if body else False
+    return BallotOut.of(
+        ballots.open_ballot(session, ballot_id=ballot_id, acknowledge_warnings=acknowledge)
+    )
+
+
+@router.post("/{ballot_id}/extend")
+def extend_close(
+    ballot_id: int, body: ExtendIn, _user: Secretariat, session: SessionDep
+) -> BallotOut:
+    return BallotOut.of(
+        ballots.extend_close(
+            session, ballot_id=ballot_id, closes_at=body.closes_at, reason=body.reason
+        )
+    )
+
+
+@router.post("/{ballot_id}/close")
+def close_ballot(ballot_id: int, _user: Secretariat, session: SessionDep) -> BallotOut:
+    return BallotOut.of(ballots.close_ballot(session, ballot_id=ballot_id))
+
+
+@router.post("/{ballot_id}/publish")
+def publish(ballot_id: int, _user: Secretariat, session: SessionDep) -> BallotOut:
+    return BallotOut.of(ballots.publish(session, ballot_id=ballot_id))
+
+
+@router.post("/{ballot_id}/void")
+def void(ballot_id: int, body: VoidIn, _user: Secretariat, session: SessionDep) -> BallotOut:
+    return BallotOut.of(ballots.void(session, ballot_id=ballot_id, reason=body.reason))
+
+
+@router.post("/{ballot_id}/voters/{ods_code}/reissue")
+def reissue(ballot_id: int, ods_code: str, _user: Secretariat, session: SessionDep) -> PracticeOut:
+    ballot = ballots.get(session, ballot_id)
+    return PracticeOut.of(roll.reissue(session, ballot=ballot, ods_code=ods_code))
+
+
+@router.get("/{ballot_id}/turnout")
+def turnout(ballot_id: int, _user: AnyStaff, session: SessionDep) -> TurnoutOut:
+    ballot = ballots.get(session, ballot_id)
+    entries = roll.entries(session, ballot=ballot)
+    eligible: Counter[str] = Counter(e.locality for e in entries)
+    voted: Counter[str] = Counter(e.locality for e in entries if e.voted_at is not None)
+    return TurnoutOut(
+        eligible=len(entries),
+        voted=sum(voted.values()),
+        by_locality={
+            loc: {"eligible": n, "voted": voted[loc]} for loc, n in sorted(eligible.items())
+        },
+        practices=[
+            TurnoutPractice(
+                ods_code=e.ods_code,
+                name=e.name,
+                locality=e.locality,
+                voted_at=e.voted_at,
+                voted_by_name=e.voted_by_name,
+                voted_by_role=e.voted_by_role,
+            )
+            for e in entries
+        ],
+    )

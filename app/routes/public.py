@@ -1,0 +1,97 @@
+"""What anyone may see once a result is published: the result, the ballot box, a receipt check."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse
+
+from app import ballots, crypto, errors
+from app.deps import SessionDep
+from app.models import Ballot, BallotStatus, ReceiptMode
+from app.routes import templates
+
+router = APIRouter(tags=["public"])
+
+
+def _published(session: SessionDep, ballot_id: int) -> Ballot:
+    ballot = ballots.get(session, ballot_id)
+    if ballot.status != BallotStatus.published:
+        raise errors.WrongState(
+            f"Ballot {ballot_id} has not published a result yet; nothing is shown before then."
+        )
+    return ballot
+
+
+@router.get("/api/v1/ballots/{ballot_id}/results")
+def results(ballot_id: int, session: SessionDep) -> dict[str, Any]:
+    ballot = _published(session, ballot_id)
+    assert ballot.result is not None  # noqa: S101  (set when published)
+    return {
+        "ballot_id": ballot.id,
+        "title": ballot.title,
+        "published_at": ballot.published_at,
+        **ballot.result,
+    }
+
+
+def published_box(session: SessionDep, ballot: Ballot) -> dict[str, Any]:
+    """The box as the receipt mode allows: receipts and choices unlinked, or side by side."""
+    entries = ballots.ballot_box(session, ballot=ballot)
+    if ballot.receipt_mode == ReceiptMode.receipt_with_choices:
+        return {
+            "receipt_mode": ballot.receipt_mode,
+            "entries": [
+                {
+                    "receipt_code": e.receipt_code,
+                    "choices": e.choices,
+                    "locality": e.locality,
+                    "votes": e.votes,
+                }
+                for e in entries
+            ],
+        }
+    papers = [{"choices": e.choices, "locality": e.locality, "votes": e.votes} for e in entries]
+    return {
+        "receipt_mode": ballot.receipt_mode,
+        "receipts": sorted(e.receipt_code for e in entries),
+        # Sorted by content, so the order says nothing about which receipt is which ballot.
+        "ballots": sorted(papers, key=crypto.canonical_json),
+    }
+
+
+@router.get("/api/v1/ballots/{ballot_id}/ballot-box")
+def ballot_box(ballot_id: int, session: SessionDep) -> dict[str, Any]:
+    return published_box(session, _published(session, ballot_id))
+
+
+@router.get("/ballots/{ballot_id}/check", response_class=HTMLResponse, include_in_schema=False)
+def check_form(ballot_id: int, request: Request, session: SessionDep) -> HTMLResponse:
+    ballot = _published(session, ballot_id)
+    return templates.TemplateResponse(request, "check.html", {"ballot": ballot, "checked": None})
+
+
+@router.post("/ballots/{ballot_id}/check", response_class=HTMLResponse, include_in_schema=False)
+def check_receipt(
+    ballot_id: int,
+    receipt_code: Annotated[str, Form(max_length=64)],
+    request: Request,
+    session: SessionDep,
+) -> HTMLResponse:
+    # A POST, so the receipt code never sits in a URL, a log line or a referrer.
+    ballot = _published(session, ballot_id)
+    wanted = crypto.normalise_receipt_code(receipt_code)
+    found = next(
+        (e for e in ballots.ballot_box(session, ballot=ballot) if e.receipt_code == wanted), None
+    )
+    show_choices = ballot.receipt_mode == ReceiptMode.receipt_with_choices
+    return templates.TemplateResponse(
+        request,
+        "check.html",
+        {
+            "ballot": ballot,
+            "checked": {
+                "found": found is not None,
+                "choices": found.choices if found and show_choices else None,
+            },
+        },
+    )

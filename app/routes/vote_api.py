@@ -1,0 +1,86 @@
+"""The voter API: read the ballot by link, cast once."""
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from app import voting
+from app.deps import SessionDep, VoterLink
+from app.mail import vote_url
+
+router = APIRouter(prefix="/api/v1/vote", tags=["voting"])
+
+
+class VoterBallotOut(BaseModel):
+    ballot_id: int
+    title: str
+    organisation: dict[str, str]
+    practice: dict[str, str]
+    phase: voting.Phase
+    opens_at: datetime
+    closes_at: datetime
+    close_extended_reason: str | None
+    questions: list[dict[str, Any]]
+    abstain_means: str
+    documents: list[dict[str, Any]]
+    has_voted: bool
+    voted_at: datetime | None
+    result: dict[str, Any] | None
+
+
+class CastIn(BaseModel):
+    choices: dict[str, str] = Field(max_length=50)
+    voter_name: str | None = Field(default=None, max_length=200)
+    voter_role: str | None = Field(default=None, max_length=200)
+
+
+class ReceiptOut(BaseModel):
+    receipt_code: str
+    detail: str
+
+
+@router.get("/{token}")
+def read_ballot(token: str, link: VoterLink, session: SessionDep) -> VoterBallotOut:
+    v = voting.view(session, link=link)
+    ballot, practice = v.ballot, v.practice
+    return VoterBallotOut(
+        ballot_id=ballot.id,
+        title=ballot.title,
+        organisation={"name": ballot.organisation_name, "ods_code": ballot.organisation_ods_code},
+        practice={"ods_code": practice.ods_code, "name": practice.name},
+        phase=v.phase,
+        opens_at=ballot.opens_at,
+        closes_at=ballot.closes_at,
+        close_extended_reason=ballot.close_extended_reason,
+        questions=[q.model_dump(mode="json", exclude={"rules"}) for q in v.questions],
+        abstain_means=v.abstain_means,
+        documents=[
+            {
+                "title": d.title,
+                "sha256": d.sha256,
+                "url": f"{vote_url(token)}/documents/{d.position}",
+            }
+            for d in ballot.documents
+        ],
+        has_voted=practice.voted_at is not None,
+        voted_at=practice.voted_at,
+        result=ballot.result if v.phase is voting.Phase.published else None,
+    )
+
+
+@router.post("/{token}")
+def cast_vote(token: str, link: VoterLink, body: CastIn, session: SessionDep) -> ReceiptOut:
+    code = voting.cast(
+        session,
+        link=link,
+        choices=body.choices,
+        voter_name=body.voter_name,
+        voter_role=body.voter_role,
+    )
+    return ReceiptOut(
+        receipt_code=code,
+        detail="Your practice's vote has been recorded. Keep this receipt code to check, once "
+        "the result is published, that your ballot was counted.",
+    )

@@ -1,0 +1,198 @@
+"""Cast throughput: the real server against the ceiling of one durable SQLite INSERT per POST.
+
+Starts `mandate serve` on SQLite (WAL, synchronous=FULL), opens a ballot of N practices, takes
+their links from the maildir, and drives POST /api/v1/vote/{token} with wrk at C connections,
+each request with a link no other request uses. Then drives a minimal FastAPI app doing one
+durable INSERT per POST with the same load, and prints votes/s, p50/p99 and the ratio.
+
+    python bench/cast.py [--practices 12000] [--connections 50] [--seconds 8]
+"""
+
+import argparse
+import json
+import mailbox
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import httpx2 as httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_for(url: str, process: subprocess.Popen[bytes]) -> None:
+    for _ in range(200):
+        if process.poll() is not None:
+            raise SystemExit(f"server exited with {process.returncode}")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise SystemExit(f"server at {url} did not start")
+
+
+def prepare(env: dict[str, str], practices: int, tokens_file: Path) -> None:
+    """Create and open a one-question ballot of N practices in this process, then collect links."""
+    os.environ.update(env)
+    from app import ballots, clock, roll
+    from app.db import migrate, session_scope
+
+    migrate()
+    now = clock.now().replace(microsecond=0)
+    definition = ballots.parse_definition(
+        {
+            "reference": "BENCH-1",
+            "title": "Benchmark",
+            "organisation": {"name": "NHS Bench CCG", "ods_code": "99B"},
+            "opens_at": (now - timedelta(hours=1)).isoformat(),
+            "closes_at": (now + timedelta(days=1)).isoformat(),
+            "questions": [{"id": "q", "text": "Carried?"}],
+            "rules": {"preset": "simple_majority", "constitution_ref": "bench"},
+        }
+    )
+    rows = [
+        roll.RollRow(
+            ods_code=f"B{i:05d}",
+            name=f"Practice {i}",
+            locality=f"L{i % 5}",
+            list_size=5000,
+            emails=[f"p{i}@bench.example"],
+        )
+        for i in range(practices)
+    ]
+    with session_scope() as session:
+        ballot = ballots.create(session, definition=definition)
+        roll.replace(session, ballot=ballot, rows=rows)
+    with session_scope() as session:
+        ballots.open_ballot(session, ballot_id=ballot.id, acknowledge_warnings=True)
+    pattern = re.compile(r"/vote/([A-Za-z0-9_-]+)")
+    tokens = []
+    for message in mailbox.Maildir(env["MAILDIR"], create=False):
+        payload = message.get_payload(decode=True)
+        assert isinstance(payload, bytes)
+        found = pattern.search(payload.decode())
+        assert found is not None
+        tokens.append(found.group(1))
+    tokens_file.write_text("\n".join(tokens) + "\n")
+
+
+def drive(url: str, tokens_file: Path, connections: int, seconds: int) -> dict[str, float]:
+    threads = 2
+    out = subprocess.run(
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(ROOT / "bench" / "cast.lua"),
+            url,
+        ],
+        env={**os.environ, "BENCH_TOKENS": str(tokens_file), "BENCH_THREADS": str(threads)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    line = next(line for line in out.stdout.splitlines() if line.startswith("BENCH "))
+    figures: dict[str, float] = json.loads(line.removeprefix("BENCH "))
+    figures["per_second"] = figures["ok"] / figures["seconds"]
+    return figures
+
+
+def serve(args: list[str], env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    wait_for(f"http://127.0.0.1:{port}/openapi.json", process)
+    return process
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--practices", type=int, default=12000)
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--seconds", type=int, default=8)
+    options = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: apt-get install wrk (or run `make bench`)")
+
+    work = Path(tempfile.mkdtemp(prefix="mandate-bench-"))
+    env = {
+        **os.environ,
+        "MANDATE_ENV": "dev",
+        "DATA_DIR": str(work),
+        "DATABASE_URL": f"sqlite:///{work / 'mandate.db'}",
+        "MAILDIR": str(work / "mail"),
+        "SECRET_KEY": "bench-secret-key-bench-secret-key-bench",
+        "BASELINE_DATABASE_URL": f"sqlite:///{work / 'baseline.db'}",
+    }
+    tokens_file = work / "tokens.txt"
+    started = time.perf_counter()
+    prepare(env, options.practices, tokens_file)
+    print(
+        f"opened a ballot of {options.practices} practices in {time.perf_counter() - started:.1f}s"
+    )
+
+    results = {}
+    for name, command in (
+        ("mandate", [str(BIN / "mandate"), "serve", "--port", "{port}"]),
+        (
+            "baseline",
+            [
+                str(BIN / "uvicorn"),
+                "bench.baseline_app:app",
+                "--port",
+                "{port}",
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+        ),
+    ):
+        port = free_port()
+        process = serve([part.replace("{port}", str(port)) for part in command], env, port)
+        try:
+            results[name] = drive(
+                f"http://127.0.0.1:{port}", tokens_file, options.connections, options.seconds
+            )
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    shutil.rmtree(work, ignore_errors=True)
+
+    print(
+        f"C={options.connections}, {options.seconds}s each, "
+        "SQLite WAL synchronous=FULL, one server process each"
+    )
+    print(
+        f"{'':10} {'votes/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'409s':>6} {'other':>6} {'errors':>6}"
+    )
+    for name, r in results.items():
+        print(
+            f"{name:10} {r['per_second']:9.0f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} "
+            f"{int(r['refused']):6d} {int(r['other']):6d} {int(r['errors']):6d}"
+        )
+    ratio = results["mandate"]["per_second"] / results["baseline"]["per_second"]
+    print(f"ratio mandate/baseline: {ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()

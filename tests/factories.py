@@ -1,0 +1,107 @@
+"""Plain functions that build test data through the same paths the product uses."""
+
+import mailbox
+import re
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from app import config, staff
+from app.db import session_scope
+from app.models import Role
+
+OPENS = datetime(2016, 11, 7, 9, 0, tzinfo=UTC)
+CLOSES = datetime(2016, 11, 25, 17, 0, tzinfo=UTC)
+PASSWORD = "correct horse battery staple"
+LOCALITIES = ("North", "Central", "South")
+
+
+def definition(**overrides: Any) -> dict[str, Any]:
+    """A small valid ballot definition, as the API takes it."""
+    data: dict[str, Any] = {
+        "reference": "TEST-2016-L3",
+        "title": "Delegated commissioning",
+        "organisation": {"name": "NHS Test Vale CCG", "ods_code": "99Z"},
+        "opens_at": OPENS.isoformat(),
+        "closes_at": CLOSES.isoformat(),
+        "questions": [
+            {"id": "delegated", "text": "Apply for delegated commissioning from 1 April 2017?"},
+            {"id": "constitution", "text": "Approve the constitution amendments?"},
+        ],
+        "rules": {"preset": "simple_majority", "constitution_ref": "Constitution 6.6.2"},
+        "consultations": [{"date": "2016-09-14", "body": "LMC", "summary": "LMC consulted."}],
+    }
+    data.update(overrides)
+    return data
+
+
+def roll(n: int = 9, *, emails_per_practice: int = 1) -> list[dict[str, Any]]:
+    """n practices spread over three localities (at least three per locality when n ≥ 9)."""
+    return [
+        {
+            "ods_code": f"G{83001 + i:05d}",
+            "name": f"Practice {i + 1}",
+            "locality": LOCALITIES[i % len(LOCALITIES)],
+            "list_size": 5000 + i,
+            "emails": [
+                f"contact{k}.g{83001 + i}@practice.example" for k in range(emails_per_practice)
+            ],
+        }
+        for i in range(n)
+    ]
+
+
+def staff_headers(client: TestClient, role: Role = Role.secretariat) -> dict[str, str]:
+    """Create an account with this role and sign it in."""
+    username = f"{role.value}-user"
+    with session_scope() as session:
+        if not any(u.username == username for u in staff.list_all(session)):
+            staff.create(session, username=username, password=PASSWORD, role=role)
+    response = client.post("/api/v1/auth/token", data={"username": username, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def draft_ballot(
+    client: TestClient, headers: dict[str, str], *, practices: int = 9, **overrides: Any
+) -> int:
+    response = client.post("/api/v1/ballots", json=definition(**overrides), headers=headers)
+    assert response.status_code == 201, response.text
+    ballot_id: int = response.json()["id"]
+    response = client.put(
+        f"/api/v1/ballots/{ballot_id}/roll", json=roll(practices), headers=headers
+    )
+    assert response.status_code == 200, response.text
+    return ballot_id
+
+
+def open_ballot(client: TestClient, headers: dict[str, str], **kwargs: Any) -> int:
+    ballot_id = draft_ballot(client, headers, **kwargs)
+    response = client.post(
+        f"/api/v1/ballots/{ballot_id}/open", json={"acknowledge_warnings": True}, headers=headers
+    )
+    assert response.status_code == 200, response.text
+    return ballot_id
+
+
+def sent_links() -> dict[str, list[str]]:
+    """Voting tokens found in the maildir, by the ODS code in the recipient's address."""
+    maildir = config.get_settings().maildir
+    assert maildir is not None
+    if not maildir.exists():
+        return {}
+    links: dict[str, list[str]] = defaultdict(list)
+    for message in mailbox.Maildir(maildir, create=False):
+        body = message.get_payload(decode=True)
+        assert isinstance(body, bytes)
+        found = re.search(r"/vote/([A-Za-z0-9_-]+)", body.decode())
+        code = re.search(r"\.(g\d{5})@", str(message["To"]))
+        if found and code:
+            links[code.group(1).upper()].append(found.group(1))
+    return links
+
+
+def token_for(ods_code: str) -> str:
+    return sent_links()[ods_code][-1]

@@ -1,0 +1,124 @@
+"""Exactly once under concurrency, against a real server process on the test database."""
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import httpx2 as httpx
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+
+from app import clock
+from app.db import session_scope
+from app.models import BallotBoxEntry, Role, RollEntry
+from tests import factories
+from tests.pgserver import free_port
+
+VOTE = {"choices": {"delegated": "For", "constitution": "Against"}}
+
+
+@pytest.fixture
+def live_server(db: Engine, tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    log = (tmp_path / "server.log").open("wb")
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "mandate"), "serve", "--port", str(port)],
+        env=dict(os.environ),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(150):
+            try:
+                httpx.get(f"{url}/openapi.json", timeout=1)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, (tmp_path / "server.log").read_text()
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        log.close()
+
+
+def _open_now(client: TestClient, *, emails_per_practice: int = 1) -> int:
+    """A ballot open in real time, since the server process reads the real clock."""
+    now = clock.now()
+    headers = factories.staff_headers(client, Role.secretariat)
+    ballot_id = factories.draft_ballot(
+        client,
+        headers,
+        opens_at=(now - timedelta(hours=1)).isoformat(),
+        closes_at=(now + timedelta(days=1)).isoformat(),
+    )
+    rows = factories.roll(9, emails_per_practice=emails_per_practice)
+    assert (
+        client.put(f"/api/v1/ballots/{ballot_id}/roll", json=rows, headers=headers).status_code
+        == 200
+    )
+    opened = client.post(
+        f"/api/v1/ballots/{ballot_id}/open", json={"acknowledge_warnings": True}, headers=headers
+    )
+    assert opened.status_code == 200
+    return ballot_id
+
+
+async def _cast_all(url: str, tokens: list[str]) -> list[int]:
+    limits = httpx.Limits(max_connections=len(tokens))
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as http:
+        responses = await asyncio.gather(
+            *(http.post(f"/api/v1/vote/{t}", json=VOTE) for t in tokens)
+        )
+    return [r.status_code for r in responses]
+
+
+def _recorded(ballot_id: int) -> tuple[int, int]:
+    with session_scope() as session:
+        ballots = session.scalar(
+            select(func.count())
+            .select_from(BallotBoxEntry)
+            .where(BallotBoxEntry.ballot_id == ballot_id)
+        )
+        voted = session.scalar(
+            select(func.count(RollEntry.voted_at)).where(RollEntry.ballot_id == ballot_id)
+        )
+    return int(ballots or 0), int(voted or 0)
+
+
+def test_fifty_concurrent_casts_of_one_link_count_once(
+    client: TestClient, live_server: str
+) -> None:
+    ballot_id = _open_now(client)
+    token = factories.token_for("G83001")
+    statuses = asyncio.run(_cast_all(live_server, [token] * 50))
+    assert sorted(statuses) == [200] + [409] * 49
+    assert _recorded(ballot_id) == (1, 1)
+
+
+def test_concurrent_casts_of_two_links_of_one_practice_count_once(
+    client: TestClient, live_server: str
+) -> None:
+    ballot_id = _open_now(client, emails_per_practice=2)
+    first, second = factories.sent_links()["G83001"]
+    statuses = asyncio.run(_cast_all(live_server, [first, second] * 25))
+    assert sorted(statuses) == [200] + [409] * 49
+    assert _recorded(ballot_id) == (1, 1)
+
+
+def test_concurrent_casts_of_different_practices_all_count(
+    client: TestClient, live_server: str
+) -> None:
+    ballot_id = _open_now(client)
+    tokens = [tokens[0] for tokens in factories.sent_links().values()]
+    statuses = asyncio.run(_cast_all(live_server, tokens * 5))
+    assert statuses.count(200) == 9
+    assert _recorded(ballot_id) == (9, 9)
