@@ -221,9 +221,13 @@ def _apply(ballot: Ballot, definition: BallotDefinition) -> None:
     ballot.documents = documents
 
 
-def get(session: Session, ballot_id: int, *, lock: str | None = None) -> Ballot:
+def get(
+    session: Session, ballot_id: int, *, lock: str | None = None, with_documents: bool = False
+) -> Ballot:
     """Load a ballot, optionally locking its row: "share" for casts, "update" for transitions."""
-    query = select(Ballot).where(Ballot.id == ballot_id).options(selectinload(Ballot.documents))
+    query = select(Ballot).where(Ballot.id == ballot_id)
+    if with_documents:
+        query = query.options(selectinload(Ballot.documents))
     if lock is not None:
         # SQLite has no row locks and needs none: BEGIN IMMEDIATE makes every writer exclusive.
         query = query.with_for_update(read=lock == "share")
@@ -231,6 +235,15 @@ def get(session: Session, ballot_id: int, *, lock: str | None = None) -> Ballot:
     if ballot is None:
         raise errors.NotFound(f"There is no ballot {ballot_id}.")
     return ballot
+
+
+def document(session: Session, *, ballot: Ballot, position: int) -> Document:
+    found = session.scalar(
+        select(Document).where(Document.ballot_id == ballot.id, Document.position == position)
+    )
+    if found is None:
+        raise errors.NotFound("There is no such document for this ballot.")
+    return found
 
 
 def list_all(session: Session) -> list[Ballot]:
@@ -303,7 +316,7 @@ def frozen_hash(session: Session, *, ballot: Ballot) -> str:
     """SHA-256 over the definition, the documents' digests and the roll, as frozen at open."""
     frozen = {
         "definition": ballot.definition,
-        "documents": [d.sha256 for d in ballot.documents],
+        "documents": [d["sha256"] for d in ballot.definition["documents"]],
         "roll": roll.canonical(session, ballot=ballot),
     }
     return crypto.sha256_hex(crypto.canonical_json(frozen))

@@ -3,12 +3,13 @@
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import errors
 from app.db import database_turn
@@ -52,6 +53,41 @@ def _is_contention(exc: DBAPIError) -> bool:
     return "database is locked" in text or code in {"40001", "40P01", "55P03"}
 
 
+class HeadersAndAccessLog:
+    """Security headers on every response, and an access log line with the link redacted."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        path: str = scope["path"]
+        status = 500
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = MutableHeaders(scope=message)
+                # A voting link must not leak through a referrer, a cache or a search engine.
+                headers["Referrer-Policy"] = "no-referrer"
+                headers["X-Content-Type-Options"] = "nosniff"
+                headers["X-Frame-Options"] = "DENY"
+                if path.startswith(("/vote/", "/api/")):
+                    headers["Cache-Control"] = "no-store"
+                    headers["X-Robots-Tag"] = "noindex, nofollow"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            elapsed = (time.perf_counter() - started) * 1000
+            log.info("%s %s %s %.1fms", scope["method"], redact(path), status, elapsed)
+
+
 def create_app() -> FastAPI:
     app = FastAPI(
         title="Mandate",
@@ -88,28 +124,7 @@ def create_app() -> FastAPI:
             )
         raise exc
 
-    @app.middleware("http")
-    async def _headers_and_access_log(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        # A voting link must not leak through a referrer, a cache or a search engine.
-        response.headers["Referrer-Policy"] = "no-referrer"
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["X-Frame-Options"] = "DENY"
-        if request.url.path.startswith(("/vote/", "/api/")):
-            response.headers["Cache-Control"] = "no-store"
-            response.headers["X-Robots-Tag"] = "noindex, nofollow"
-        log.info(
-            "%s %s %s %.1fms",
-            request.method,
-            redact(request.url.path),
-            response.status_code,
-            (time.perf_counter() - started) * 1000,
-        )
-        return response
-
+    app.add_middleware(HeadersAndAccessLog)
     for module in (auth, ballots, vote_api, vote_pages, public):
         app.include_router(module.router)
     return app

@@ -114,13 +114,13 @@ def check_choices(questions: list[ballots.Question], choices: Mapping[str, str])
 def cast(
     session: Session,
     *,
-    link: VotingLink,
+    token: str,
     choices: Mapping[str, str],
     voter_name: str | None = None,
     voter_role: str | None = None,
 ) -> str:
     """Record the practice's one vote and return its receipt code."""
-    practice = link.roll_entry
+    practice = resolve(session, token).roll_entry
     # FOR SHARE: closing takes the row FOR UPDATE, so no cast can commit after a close.
     ballot = ballots.get(session, practice.ballot_id, lock="share")
     current = phase(ballot)

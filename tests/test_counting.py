@@ -472,23 +472,23 @@ def any_rules(draw: st.DrawFn) -> counting.ResolvedRules:
 
 @st.composite
 def elections(draw: st.DrawFn) -> tuple[list[counting.Elector], list[str | None]]:
-    """Electors, and what each chose (None: did not vote)."""
+    """1 to 30 electors in 1 to 4 localities, and what each chose (None: did not vote)."""
     localities = LOCALITIES[: draw(st.integers(1, 4))]
-    electors = draw(
-        st.lists(
-            st.builds(
-                counting.Elector,
-                locality=st.sampled_from(localities),
-                votes=st.sampled_from([1, 20]) | st.integers(1, 20),
-            ),
-            min_size=1,
-            max_size=30,
-        )
-    )
-    # Each election draws from its own mix of choices, so lopsided, close and tied counts all
-    # turn up; repeats in the mix weight it.
+    # Each election has its own mix of choices, and each choice its own range of weights, so
+    # lopsided, close and tied counts turn up, and practices and votes often disagree.
     mix = draw(st.lists(st.sampled_from([*OPTIONS, None]), min_size=1, max_size=5))
-    choices = draw(st.lists(st.sampled_from(mix), min_size=len(electors), max_size=len(electors)))
+    if draw(st.booleans()):
+        mix += ["For", "Against"]
+    weights = {
+        choice: draw(st.lists(st.integers(1, 20), min_size=1, max_size=3))
+        for choice in [*OPTIONS, None]
+    }
+    electors, choices = [], []
+    for _ in range(draw(st.integers(1, 30))):
+        choice = draw(st.sampled_from(mix))
+        votes = draw(st.sampled_from(weights[choice]))
+        electors.append(counting.Elector(draw(st.sampled_from(localities)), votes))
+        choices.append(choice)
     return electors, choices
 
 

@@ -174,7 +174,7 @@ def read_ballot(ballot_id: int, _user: AnyStaff, session: SessionDep) -> BallotO
 def edit_ballot(
     ballot_id: int, body: ballots.BallotDefinition, _user: Secretariat, session: SessionDep
 ) -> BallotOut:
-    ballot = ballots.get(session, ballot_id, lock="update")
+    ballot = ballots.get(session, ballot_id, lock="update", with_documents=True)
     return BallotOut.of(ballots.update(session, ballot=ballot, definition=body))
 
 

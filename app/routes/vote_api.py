@@ -58,11 +58,11 @@ def read_ballot(token: str, link: VoterLink, session: SessionDep) -> VoterBallot
         abstain_means=v.abstain_means,
         documents=[
             {
-                "title": d.title,
-                "sha256": d.sha256,
-                "url": f"{vote_url(token)}/documents/{d.position}",
+                "title": d["title"],
+                "sha256": d["sha256"],
+                "url": f"{vote_url(token)}/documents/{position}",
             }
-            for d in ballot.documents
+            for position, d in enumerate(ballot.definition["documents"])
         ],
         has_voted=practice.voted_at is not None,
         voted_at=practice.voted_at,
@@ -71,10 +71,12 @@ def read_ballot(token: str, link: VoterLink, session: SessionDep) -> VoterBallot
 
 
 @router.post("/{token}")
-def cast_vote(token: str, link: VoterLink, body: CastIn, session: SessionDep) -> ReceiptOut:
+def cast_vote(token: str, body: CastIn, session: SessionDep) -> ReceiptOut:
+    # The link is resolved inside the cast, in the same worker thread as the rest of the
+    # transaction: on SQLite the request holds the database for that long and no longer.
     code = voting.cast(
         session,
-        link=link,
+        token=token,
         choices=body.choices,
         voter_name=body.voter_name,
         voter_role=body.voter_role,

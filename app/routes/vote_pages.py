@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import HTMLResponse
 from starlette.datastructures import FormData
 
-from app import errors, voting
+from app import ballots, errors, voting
 from app.deps import SessionDep, VoterLink
 from app.routes import templates
 
@@ -46,10 +46,8 @@ def start(token: str, link: VoterLink, request: Request, session: SessionDep) ->
 
 @router.get("/documents/{position}")
 def document(position: int, link: VoterLink, session: SessionDep) -> Response:
-    v = voting.view(session, link=link)
-    found = next((d for d in v.ballot.documents if d.position == position), None)
-    if found is None:
-        raise errors.NotFound("There is no such document for this ballot.")
+    ballot = ballots.get(session, link.roll_entry.ballot_id)
+    found = ballots.document(session, ballot=ballot, position=position)
     return Response(
         found.content,
         media_type=found.media_type,
@@ -117,12 +115,10 @@ def check_answers(
 
 
 @router.post("/submit", response_class=HTMLResponse)
-def submit(
-    token: str, link: VoterLink, form: PostedForm, request: Request, session: SessionDep
-) -> HTMLResponse:
+def submit(token: str, form: PostedForm, request: Request, session: SessionDep) -> HTMLResponse:
     choices, name, role = _answers(form)
     receipt_code = voting.cast(
-        session, link=link, choices=choices, voter_name=name, voter_role=role
+        session, token=token, choices=choices, voter_name=name, voter_role=role
     )
-    v = voting.view(session, link=link)
+    v = voting.view(session, link=voting.resolve(session, token))
     return _page(request, "vote_receipt.html", v=v, token=token, receipt_code=receipt_code)
