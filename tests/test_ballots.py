@@ -288,3 +288,50 @@ def test_unknown_ballot_is_404(client: TestClient, secretariat: dict[str, str]) 
     response = client.get("/api/v1/ballots/999", headers=secretariat)
     assert response.status_code == 404
     assert response.json() == {"error": "NotFound", "detail": "There is no ballot 999."}
+
+
+def test_per_patients_weighting_is_frozen_into_the_roll_at_open(
+    client: TestClient, secretariat: dict[str, str], frozen_clock: object
+) -> None:
+    rules = {
+        "preset": "simple_majority",
+        "constitution_ref": "Constitution 6.6.2",
+        "weighting": "per_patients",
+        "patients_per_vote": 2000,
+        "list_size_source": "NHS Digital, Patients Registered at a GP Practice",
+        "list_size_date": "2016-10-01",
+    }
+    ballot_id = factories.draft_ballot(client, secretariat, rules=rules)
+    before = client.get(f"/api/v1/ballots/{ballot_id}/roll", headers=secretariat).json()
+    assert {p["votes"] for p in before} == {None}
+    client.post(
+        f"/api/v1/ballots/{ballot_id}/open",
+        json={"acknowledge_warnings": True},
+        headers=secretariat,
+    )
+    after = client.get(f"/api/v1/ballots/{ballot_id}/roll", headers=secretariat).json()
+    assert {p["list_size"] // 2000 for p in after} == {p["votes"] for p in after} == {2}
+    read = client.get(f"/api/v1/ballots/{ballot_id}", headers=secretariat).json()
+    assert read["rules"]["list_size_source"].startswith("NHS Digital")
+    assert read["rules"]["list_size_date"] == "2016-10-01"
+
+
+def test_per_patients_without_its_source_is_refused(
+    client: TestClient, secretariat: dict[str, str]
+) -> None:
+    rules = {"constitution_ref": "6.6.2", "weighting": "per_patients", "patients_per_vote": 2000}
+    response = client.post(
+        "/api/v1/ballots", json=factories.definition(rules=rules), headers=secretariat
+    )
+    assert response.status_code == 422
+    assert "list_size_source" in response.json()["detail"]
+
+
+def test_times_are_shown_in_london() -> None:
+    from datetime import UTC, datetime
+
+    assert (
+        clock.london(datetime(2016, 11, 25, 17, 0, tzinfo=UTC))
+        == "5:00pm on Friday 25 November 2016"
+    )
+    assert clock.london(datetime(2016, 7, 1, 8, 30, tzinfo=UTC)) == "9:30am on Friday 1 July 2016"
