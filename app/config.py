@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     maildir: Path | None = None
     mail_from: str = "Mandate <mandate@localhost>"
     staff_token_hours: int = Field(default=8, gt=0)
+    # How long a transaction waits for a lock before giving up with "busy, try again".
+    database_lock_timeout_ms: int = Field(default=30_000, gt=0)
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> "Settings":

@@ -28,18 +28,26 @@ class Base(DeclarativeBase):
 
 
 def make_engine(url: str) -> Engine:
+    lock_timeout_ms = get_settings().database_lock_timeout_ms
     if url.startswith("sqlite"):
-        return _sqlite_engine(url)
-    return create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True)
+        return _sqlite_engine(url, lock_timeout_ms)
+    # A lock wait that ends in lock_timeout is refused as busy (409), never left hanging.
+    return create_engine(
+        url,
+        pool_size=20,
+        max_overflow=20,
+        pool_pre_ping=True,
+        connect_args={"options": f"-c lock_timeout={lock_timeout_ms}"},
+    )
 
 
-def _sqlite_engine(url: str) -> Engine:
+def _sqlite_engine(url: str, lock_timeout_ms: int) -> Engine:
     path = url.split("///", 1)[-1]
     if path and path != ":memory:":
         from pathlib import Path
 
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, pool_size=20, max_overflow=20, connect_args={"timeout": 30})
+    engine = create_engine(url, pool_size=20, max_overflow=20, connect_args={"timeout": lock_timeout_ms / 1000})
 
     # pysqlite opens transactions lazily and as DEFERRED, so two writers can both read and then
     # one fails to upgrade its lock. SQLAlchemy's documented recipe: let us emit BEGIN ourselves,
@@ -52,7 +60,7 @@ def _sqlite_engine(url: str) -> Engine:
         # FULL: a vote that was answered with a receipt survives power loss, not just a crash.
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={lock_timeout_ms}")
         cursor.close()
 
     @event.listens_for(engine, "begin")

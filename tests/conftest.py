@@ -85,6 +85,8 @@ def db(engine: Engine) -> Iterator[Engine]:
         else:
             for table in tables:
                 connection.execute(text(f"DELETE FROM {table}"))  # noqa: S608
+    if engine is not database.get_engine():
+        engine.dispose()  # a test swapped the engine for one with other settings
     maildir = config.get_settings().maildir
     if maildir is not None:
         shutil.rmtree(maildir, ignore_errors=True)

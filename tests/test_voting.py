@@ -5,8 +5,12 @@ from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
 
-from app import clock
+from app import clock, config
+from app import db as database
+from app.main import create_app
 from app.models import Role
 from tests import factories
 
@@ -200,3 +204,39 @@ def test_tokens_choices_and_receipts_never_reach_the_log(
     assert token not in logged
     assert receipt not in logged
     assert "Abstain" not in logged
+
+
+def test_a_lock_timeout_is_refused_as_busy_and_records_nothing(
+    client: TestClient, ballot_id: int, db: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = factories.token_for("G83001")
+    monkeypatch.setenv("DATABASE_LOCK_TIMEOUT_MS", "300")
+    _reset_caches()
+    try:
+        with TestClient(create_app()) as impatient, db.connect() as other:
+            # Another transaction holds the ballot row (on SQLite, the whole database).
+            with other.begin():
+                other.execute(text(_LOCK_BALLOT[db.dialect.name]), {"id": ballot_id})
+                response = impatient.post(f"/api/v1/vote/{token}", json=VOTE)
+            assert response.status_code == 409
+            assert response.json()["error"] == "ServerBusy"
+            assert "nothing was recorded" in response.json()["detail"]
+            assert response.headers["Retry-After"] == "1"
+    finally:
+        monkeypatch.delenv("DATABASE_LOCK_TIMEOUT_MS")
+        _reset_caches()
+    assert client.get(f"/api/v1/vote/{token}").json()["has_voted"] is False
+    assert client.post(f"/api/v1/vote/{token}", json=VOTE).status_code == 200
+
+
+_LOCK_BALLOT = {
+    "postgresql": "SELECT id FROM ballot WHERE id = :id FOR UPDATE",
+    "sqlite": "UPDATE ballot SET title = title WHERE id = :id",
+}
+
+
+def _reset_caches() -> None:
+    database.get_engine().dispose()
+    config.get_settings.cache_clear()
+    database.get_engine.cache_clear()
+    database.get_sessionmaker.cache_clear()
