@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 import uvicorn
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 from sqlalchemy import select
 
@@ -29,7 +30,9 @@ app.add_typer(staff_app, name="staff")
 app.add_typer(ballot_app, name="ballot")
 console = Console()
 
-DEMO_BALLOT = Path("ballots/delegated-commissioning-2016.toml")
+DEMO_BALLOT = (
+    Path(__file__).resolve().parent.parent / "ballots" / "delegated-commissioning-2016.toml"
+)
 DEMO_USER = "demo-secretariat"
 
 
@@ -37,7 +40,7 @@ def main() -> None:
     try:
         app()
     except errors.AppError as exc:
-        console.print(f"[red]{exc.name}:[/red] {exc.detail}")
+        console.print(f"[red]{exc.name}:[/red] {escape(exc.detail)}")
         raise SystemExit(1) from None
 
 
@@ -75,7 +78,7 @@ def staff_add(
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     with session_scope() as session:
         user = staff.create(session, username=username, password=password, role=role)
-        console.print(f"Created {user.username} ({user.role}).")
+        console.print(f"Created {escape(user.username)} ({user.role}).")
 
 
 def _load(path: Path, *, from_now: bool = False) -> int:
@@ -89,6 +92,9 @@ def _load(path: Path, *, from_now: bool = False) -> int:
     rows = None
     if definition.roll:
         roll_path = path.parent / definition.roll
+        if not roll_path.is_file():
+            missing = [{"loc": "roll", "problem": f"no file {definition.roll} next to {path.name}"}]
+            raise errors.InvalidInput(errors.describe_problems(missing), problems=missing)
         rows = roll.parse_csv(roll_path.read_text(encoding="utf-8"))
     with session_scope() as session:
         ballot = ballots.create(session, definition=definition)
@@ -99,7 +105,7 @@ def _load(path: Path, *, from_now: bool = False) -> int:
 
 @ballot_app.command("load")
 def ballot_load(
-    file: Path,
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
     from_now: Annotated[
         bool, typer.Option(help="Open from now for 14 days (demonstrations)")
     ] = False,
@@ -154,7 +160,7 @@ def ballot_status(ballot_id: int) -> None:
     with session_scope() as session:
         ballot = ballots.get(session, ballot_id)
         eligible, voted = ballots.turnout_figures(session, ballot=ballot)
-        console.print(f"Ballot {ballot.id}: {ballot.title}")
+        console.print(f"Ballot {ballot.id}: {escape(ballot.title)}")
         console.print(f"  status:  {ballot.status}")
         console.print(f"  opens:   {clock.london(ballot.opens_at)}")
         console.print(f"  closes:  {clock.london(ballot.closes_at)}")

@@ -60,7 +60,8 @@ class Outcome(StrEnum):
     quorum_not_met = "quorum_not_met"
 
 
-_FRACTION_TEXT = re.compile(r"[+-]?(\d+/\d+|\d+(\.\d+)?|\.\d+)")
+# Bounded digits: a rule needs no more, and int() refuses very long numbers with its own message.
+_FRACTION_TEXT = re.compile(r"[+-]?(\d{1,9}/\d{1,9}|\d{1,9}(\.\d{1,9})?|\.\d{1,9})")
 
 
 def parse_fraction(value: object) -> Fraction:
@@ -73,9 +74,10 @@ def parse_fraction(value: object) -> Fraction:
     if isinstance(value, str):
         text = "".join(value.split())
         if _FRACTION_TEXT.fullmatch(text):
-            if text.endswith("/0"):
-                raise ValueError("must not have 0 as the bottom of the fraction")
-            return Fraction(text)
+            try:
+                return Fraction(text)
+            except ZeroDivisionError:
+                raise ValueError("must not have 0 as the bottom of the fraction") from None
     raise ValueError('must be a fraction such as "1/2" or "2/3", or a decimal such as "0.5"')
 
 

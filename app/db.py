@@ -47,7 +47,9 @@ def _sqlite_engine(url: str, lock_timeout_ms: int) -> Engine:
         from pathlib import Path
 
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, pool_size=20, max_overflow=20, connect_args={"timeout": lock_timeout_ms / 1000})
+    engine = create_engine(
+        url, pool_size=20, max_overflow=20, connect_args={"timeout": lock_timeout_ms / 1000}
+    )
 
     # pysqlite opens transactions lazily and as DEFERRED, so two writers can both read and then
     # one fails to upgrade its lock. SQLAlchemy's documented recipe: let us emit BEGIN ourselves,
@@ -95,18 +97,18 @@ def session_scope() -> Iterator[Session]:
 # Commits and rollbacks get threads of their own, so a request holding locks can always finish
 # even when every worker thread is busy waiting for those locks.
 _finishing = anyio.CapacityLimiter(64)
+# Requests using PostgreSQL at once, per process: well under the 40 worker threads, so a request
+# holding a row lock always finds a thread for its next step while others wait for that lock.
+POSTGRES_TURNS = 16
 
 
-def database_turn() -> contextlib.AbstractAsyncContextManager[Any]:
-    """What a request holds while it uses the database: one at a time per process on SQLite."""
-    # SQLite has one writer, and every transaction here begins IMMEDIATE. Waiting for our turn
-    # here costs no worker thread; waiting inside SQLite would, and a request holding the lock
-    # could then starve for a thread to finish in.
-    return (
-        anyio.Lock()
-        if get_settings().database_url.startswith("sqlite")
-        else contextlib.nullcontext()
-    )
+def database_turn() -> anyio.Semaphore:
+    """How many requests of this process may use the database at once."""
+    # SQLite has one writer, and every transaction here begins IMMEDIATE, so one at a time.
+    # Waiting for a turn here costs no worker thread; waiting on a lock inside the database
+    # does, and a request holding the lock could then starve for a thread to finish in.
+    sqlite = get_settings().database_url.startswith("sqlite")
+    return anyio.Semaphore(1 if sqlite else POSTGRES_TURNS)
 
 
 async def get_session(request: Request) -> AsyncIterator[Session]:
