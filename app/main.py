@@ -76,7 +76,7 @@ class HeadersAndAccessLog:
                 headers["Referrer-Policy"] = "no-referrer"
                 headers["X-Content-Type-Options"] = "nosniff"
                 headers["X-Frame-Options"] = "DENY"
-                if path.startswith(("/vote/", "/api/")):
+                if path.startswith(("/vote/", "/api/", "/ballots/")):
                     headers["Cache-Control"] = "no-store"
                     headers["X-Robots-Tag"] = "noindex, nofollow"
             await send(message)

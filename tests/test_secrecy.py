@@ -124,6 +124,8 @@ def test_published_box_follows_the_receipt_mode(
     secretariat = factories.staff_headers(client, Role.secretariat)
     client.post(f"/api/v1/ballots/{ballot_id}/close", headers=secretariat)
     client.post(f"/api/v1/ballots/{ballot_id}/publish", headers=secretariat)
+    checked = client.post(f"/ballots/{ballot_id}/check", data={"receipt_code": receipt})
+    assert checked.headers["Cache-Control"] == "no-store"  # a result may show the choices
     box = client.get(f"/api/v1/ballots/{ballot_id}/ballot-box").json()
     if receipt_mode == "inclusion_only":
         assert box["receipts"] == [receipt]

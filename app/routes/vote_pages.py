@@ -55,6 +55,10 @@ def document(position: int, link: VoterLink, session: SessionDep) -> Response:
     )
 
 
+def _can_vote(v: voting.VoterView) -> bool:
+    return v.phase is voting.Phase.open and v.practice.voted_at is None
+
+
 def _choices_page(
     request: Request,
     v: voting.VoterView,
@@ -64,7 +68,7 @@ def _choices_page(
     problems: list[dict[str, Any]] | None = None,
 ) -> HTMLResponse:
     choices, name, role = _answers(form) if form is not None else ({}, "", "")
-    if v.phase is not voting.Phase.open or v.practice.voted_at is not None:
+    if not _can_vote(v):
         return _page(request, "vote_status.html", v=v, token=token)
     return _page(
         request,
@@ -98,6 +102,9 @@ def check_answers(
     token: str, link: VoterLink, form: PostedForm, request: Request, session: SessionDep
 ) -> HTMLResponse:
     v = voting.view(session, link=link)
+    # A re-posted form (the back button) must not offer a vote that can no longer be cast.
+    if not _can_vote(v):
+        return _page(request, "vote_status.html", v=v, token=token)
     choices, name, role = _answers(form)
     try:
         voting.check_choices(v.questions, choices)

@@ -1,0 +1,667 @@
+"""The voter pages, driven the way a browser would: follow links, fill in and post the forms."""
+
+import base64
+import hashlib
+import html
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+from html.parser import HTMLParser
+
+import httpx2 as httpx
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+
+from app import clock
+from app.models import BallotBoxEntry, Role
+from tests import factories
+
+OPTIONS = ("For", "Against", "Abstain")
+RECEIPT_CODE = re.compile(r"\b[0-9A-Z]{4}(?:-[0-9A-Z]{4}){4}\b")
+
+
+@dataclass
+class Form:
+    method: str
+    action: str
+    # What the browser would send: hidden and text inputs, and radios that are checked.
+    fields: dict[str, str] = field(default_factory=dict)
+    radios: dict[str, list[str]] = field(default_factory=dict)
+    button: str = ""
+
+
+@dataclass
+class Page:
+    response: httpx.Response
+    forms: list[Form]
+    links: list[str]
+    ids: set[str]
+
+    @property
+    def title(self) -> str:
+        found = re.search(r"<title>(.*?)</title>", self.response.text, re.DOTALL)
+        return html.unescape(found.group(1)) if found else ""
+
+    @property
+    def text(self) -> str:
+        """The words of the page's body as a reader sees them, on one line."""
+        body = self.response.text.partition("<body>")[2] or self.response.text
+        words = re.sub(r"</?(?:a|strong|span)\b[^>]*>", "", body)
+        words = re.sub(r"<[^>]+>", " ", words)
+        return " ".join(html.unescape(words).split())
+
+    def form(self, action: str) -> Form:
+        [found] = [f for f in self.forms if f.action == action]
+        return found
+
+
+class _PageParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.forms: list[Form] = []
+        self.links: list[str] = []
+        self.ids: set[str] = set()
+        self._form: Form | None = None
+        self._in_button = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {name: value or "" for name, value in attrs}
+        if "id" in a:
+            self.ids.add(a["id"])
+        if tag == "form":
+            self._form = Form(method=a.get("method", "get").lower(), action=a.get("action", ""))
+            self.forms.append(self._form)
+        elif tag == "a":
+            self.links.append(a.get("href", ""))
+        elif tag == "input" and self._form is not None:
+            name, value = a.get("name", ""), a.get("value", "")
+            if a.get("type", "text") == "radio":
+                self._form.radios.setdefault(name, []).append(value)
+                if "checked" in a:
+                    self._form.fields[name] = value
+            else:
+                self._form.fields[name] = value
+        elif tag == "button":
+            self._in_button = True
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form":
+            self._form = None
+        elif tag == "button":
+            self._in_button = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_button and self._form is not None:
+            self._form.button += data.strip()
+
+
+def parse(response: httpx.Response) -> Page:
+    parser = _PageParser()
+    parser.feed(response.text)
+    return Page(response=response, forms=parser.forms, links=parser.links, ids=parser.ids)
+
+
+def assert_voter_page_headers(response: httpx.Response) -> None:
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert response.headers["Cache-Control"] == "no-store"
+    assert "set-cookie" not in response.headers
+
+
+def get(client: TestClient, url: str) -> Page:
+    response = client.get(url, follow_redirects=False)
+    assert_voter_page_headers(response)
+    return parse(response)
+
+
+def post(client: TestClient, form: Form, **changes: str) -> Page:
+    """Send a form as a browser would, with some fields filled in or changed."""
+    assert form.method == "post"
+    response = client.post(form.action, data={**form.fields, **changes}, follow_redirects=False)
+    assert_voter_page_headers(response)
+    return parse(response)
+
+
+def answers(**choices: str) -> dict[str, str]:
+    return {f"q_{question}": option for question, option in choices.items()}
+
+
+def choices_form(client: TestClient, token: str) -> Form:
+    start = get(client, f"/vote/{token}")
+    assert start.response.status_code == 200
+    assert f"/vote/{token}/choices" in start.links
+    page = get(client, f"/vote/{token}/choices")
+    assert page.response.status_code == 200
+    return page.form(f"/vote/{token}/check")
+
+
+def check_page(client: TestClient, token: str, **fields: str) -> Page:
+    page = post(client, choices_form(client, token), **fields)
+    assert page.response.status_code == 200, page.text
+    return page
+
+
+def vote(client: TestClient, token: str, **fields: str) -> Page:
+    """The whole journey: start page, choices, check your answers, submit; the receipt page."""
+    receipt = post(client, check_page(client, token, **fields).form(f"/vote/{token}/submit"))
+    assert receipt.response.status_code == 200, receipt.text
+    return receipt
+
+
+def receipt_code(page: Page) -> str:
+    codes: list[str] = RECEIPT_CODE.findall(page.text)
+    assert len(codes) == 1, page.text
+    return codes[0]
+
+
+def post_check(client: TestClient, form: Form, typed: str) -> Page:
+    response = client.post(form.action, data={**form.fields, "receipt_code": typed})
+    assert response.status_code == 200
+    assert "set-cookie" not in response.headers
+    return parse(response)
+
+
+def has_voted(client: TestClient, token: str) -> bool:
+    voted: bool = client.get(f"/api/v1/vote/{token}").json()["has_voted"]
+    return voted
+
+
+def ballot_box_rows(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return connection.scalar(select(func.count()).select_from(BallotBoxEntry)) or 0
+
+
+def turnout_voted(client: TestClient, ballot_id: int, headers: dict[str, str]) -> int:
+    turnout = client.get(f"/api/v1/ballots/{ballot_id}/turnout", headers=headers)
+    assert turnout.status_code == 200
+    voted: int = turnout.json()["voted"]
+    return voted
+
+
+def close_and_publish(client: TestClient, ballot_id: int, headers: dict[str, str]) -> None:
+    clock.freeze(factories.CLOSES)
+    for action in ("close", "publish"):
+        response = client.post(f"/api/v1/ballots/{ballot_id}/{action}", headers=headers)
+        assert response.status_code == 200, response.text
+
+
+@pytest.fixture
+def secretariat(client: TestClient) -> dict[str, str]:
+    return factories.staff_headers(client, Role.secretariat)
+
+
+@pytest.fixture
+def ballot_id(client: TestClient, secretariat: dict[str, str], frozen_clock: object) -> int:
+    return factories.open_ballot(client, secretariat)
+
+
+@pytest.fixture
+def token(ballot_id: int) -> str:
+    return factories.token_for("G83001")
+
+
+def test_start_page_says_who_asks_what_for_whom_and_until_when(
+    client: TestClient, token: str
+) -> None:
+    page = get(client, f"/vote/{token}")
+    assert page.response.status_code == 200
+    assert "NHS Test Vale CCG is asking its member practices" in page.text
+    assert "You are voting on behalf of Practice 1 (G83001)." in page.text
+    assert "Apply for delegated commissioning from 1 April 2017?" in page.text
+    assert "Approve the constitution amendments?" in page.text
+    assert "Voting closes at 5:00pm on Friday 25 November 2016." in page.text
+    abstain_means = client.get(f"/api/v1/vote/{token}").json()["abstain_means"]
+    assert abstain_means.startswith("Abstain")
+    assert abstain_means in page.text
+    assert "it cannot be changed once submitted" in page.text
+    assert page.forms == []
+
+
+def test_closing_time_is_shown_in_london_time_during_summer_time(
+    client: TestClient, secretariat: dict[str, str], frozen_clock: object
+) -> None:
+    factories.open_ballot(client, secretariat, closes_at="2017-06-30T16:00:00+00:00")
+    page = get(client, f"/vote/{factories.token_for('G83001')}")
+    assert "Voting closes at 5:00pm on Friday 30 June 2017." in page.text
+
+
+def test_voter_goes_from_the_link_to_a_receipt(
+    client: TestClient, ballot_id: int, token: str
+) -> None:
+    form = choices_form(client, token)
+    assert form.radios == {"q_delegated": list(OPTIONS), "q_constitution": list(OPTIONS)}
+    assert form.fields == {"voter_name": "", "voter_role": ""}
+
+    check = post(client, form, **answers(delegated="For", constitution="Abstain"))
+    assert check.response.status_code == 200
+    assert "Check your answers before submitting your vote" in check.text
+    assert "Apply for delegated commissioning from 1 April 2017? For" in check.text
+    assert "Approve the constitution amendments? Abstain" in check.text
+    expected = {
+        "q_delegated": "For",
+        "q_constitution": "Abstain",
+        "voter_name": "",
+        "voter_role": "",
+    }
+    change = check.form(f"/vote/{token}/choices")
+    submit = check.form(f"/vote/{token}/submit")
+    assert (change.button, change.fields) == ("Change your answers", expected)
+    assert (submit.button, submit.fields) == ("Submit vote", expected)
+
+    receipt = post(client, submit)
+    assert receipt.response.status_code == 200
+    assert "Vote recorded" in receipt.text
+    assert "Practice 1 (G83001) has voted." in receipt.text
+    assert receipt_code(receipt)
+    assert has_voted(client, token)
+
+
+def test_opening_the_pages_never_uses_the_vote(client: TestClient, token: str) -> None:
+    for _ in range(3):
+        for url in (f"/vote/{token}", f"/vote/{token}/choices"):
+            assert client.get(url).status_code == 200
+            assert not has_voted(client, token)
+    receipt = vote(client, token, **answers(delegated="For", constitution="For"))
+    assert receipt_code(receipt)
+
+
+def test_nothing_is_recorded_before_the_final_submit(
+    client: TestClient, db: Engine, secretariat: dict[str, str], ballot_id: int, token: str
+) -> None:
+    check = check_page(client, token, **answers(delegated="Against", constitution="For"))
+    post(client, check.form(f"/vote/{token}/choices"))
+    check_page(client, token, **answers(delegated="For", constitution="For"), voter_name="Pat")
+    assert not has_voted(client, token)
+    assert ballot_box_rows(db) == 0
+    assert turnout_voted(client, ballot_id, secretariat) == 0
+
+    post(client, check.form(f"/vote/{token}/submit"))
+    assert has_voted(client, token)
+    assert ballot_box_rows(db) == 1
+    assert turnout_voted(client, ballot_id, secretariat) == 1
+
+
+def test_unanswered_question_shows_an_error_summary(
+    client: TestClient, db: Engine, token: str
+) -> None:
+    page = post(client, choices_form(client, token), **answers(delegated="Against"))
+    assert page.response.status_code == 422
+    assert page.title.startswith("Error: Your vote")
+    assert "There is a problem Answer this question (Abstain is an answer)" in page.text
+    assert "#q_constitution" in page.links
+    assert "q_constitution" in page.ids
+    inline = re.search(
+        r'<fieldset id="q_constitution">(.*?)</fieldset>', page.response.text, re.DOTALL
+    )
+    assert inline is not None
+    assert "Error: answer this question (Abstain is an answer)" in inline.group(1)
+    # What was answered is kept, so only the missing answer needs filling in.
+    form = page.form(f"/vote/{token}/check")
+    assert form.fields["q_delegated"] == "Against"
+    assert "q_constitution" not in form.fields
+    assert not has_voted(client, token)
+    assert ballot_box_rows(db) == 0
+
+    check = post(client, form, q_constitution="Abstain")
+    assert check.response.status_code == 200
+    assert check.form(f"/vote/{token}/submit").fields["q_delegated"] == "Against"
+
+
+def test_change_your_answers_keeps_the_answers_and_who_is_submitting(
+    client: TestClient, token: str
+) -> None:
+    check = check_page(
+        client,
+        token,
+        **answers(delegated="For", constitution="Against"),
+        voter_name="Pat Jones",
+        voter_role="Practice manager",
+    )
+    assert "Submitted by Pat Jones, Practice manager" in check.text
+    again = post(client, check.form(f"/vote/{token}/choices"))
+    assert again.response.status_code == 200
+    form = again.form(f"/vote/{token}/check")
+    assert form.fields == {
+        "q_delegated": "For",
+        "q_constitution": "Against",
+        "voter_name": "Pat Jones",
+        "voter_role": "Practice manager",
+    }
+    changed = post(client, form, q_constitution="Abstain")
+    assert changed.form(f"/vote/{token}/submit").fields["q_constitution"] == "Abstain"
+    assert "Approve the constitution amendments? Abstain" in changed.text
+    assert not has_voted(client, token)
+
+
+def test_answers_travel_only_in_posted_fields(client: TestClient, token: str) -> None:
+    start = get(client, f"/vote/{token}")
+    form = choices_form(client, token)
+    unanswered = post(client, form, **answers(delegated="Against"))
+    check = post(client, form, **answers(delegated="Against", constitution="Abstain"))
+    changing = post(client, check.form(f"/vote/{token}/choices"))
+    receipt = post(client, check.form(f"/vote/{token}/submit"))
+    replayed = post(client, check.form(f"/vote/{token}/submit"))
+    voted = get(client, f"/vote/{token}")
+    pages = [start, unanswered, check, changing, receipt, replayed, voted]
+    assert [p.response.status_code for p in pages] == [200, 422, 200, 200, 200, 409, 200]
+
+    forms = [f for p in pages for f in p.forms]
+    assert len(forms) == 4
+    assert {f.method for f in forms} == {"post"}
+    # The token is random and could spell anything, so it is taken out before looking.
+    urls = [u for p in pages for u in [*p.links, *(f.action for f in p.forms)]]
+    urls = [u.replace(token, "{token}") for u in urls]
+    assert "/vote/{token}/submit" in urls
+    for url in urls:
+        assert "?" not in url
+        assert "q_" not in url.partition("#")[0]
+        assert not any(option in url for option in OPTIONS), url
+    for page in pages:
+        assert "location" not in page.response.headers
+    assert not client.cookies
+
+
+def test_every_voter_page_forbids_referrers_caching_and_cookies(
+    client: TestClient, secretariat: dict[str, str], frozen_clock: object
+) -> None:
+    doc = {"title": "Proposal", "file": "proposal.md", "content_base64": "IyBQcm9wb3NhbAo="}
+    ballot_id = factories.open_ballot(client, secretariat, documents=[doc])
+    token, replaced = factories.token_for("G83001"), factories.token_for("G83002")
+    client.post(f"/api/v1/ballots/{ballot_id}/voters/G83002/reissue", headers=secretariat)
+    complete = answers(delegated="For", constitution="For")
+    seen = [
+        (200, client.get(f"/vote/{token}")),
+        (200, client.get(f"/vote/{token}/choices")),
+        (200, client.get(f"/vote/{token}/documents/0")),
+        (404, client.get(f"/vote/{token}/documents/1")),
+        (422, client.post(f"/vote/{token}/check", data=answers(delegated="For"))),
+        (200, client.post(f"/vote/{token}/check", data=complete)),
+        (200, client.post(f"/vote/{token}/choices", data=complete)),
+        (422, client.post(f"/vote/{token}/submit", data=answers(delegated="For"))),
+        (200, client.post(f"/vote/{token}/submit", data=complete)),
+        (409, client.post(f"/vote/{token}/submit", data=complete)),
+        (200, client.get(f"/vote/{token}")),
+        (404, client.get("/vote/not-a-real-token-at-all")),
+        (410, client.get(f"/vote/{replaced}")),
+    ]
+    close_and_publish(client, ballot_id, secretariat)
+    seen.append((200, client.get(f"/vote/{token}")))
+    for status, response in seen:
+        assert response.status_code == status, response.url
+        assert_voter_page_headers(response)
+    assert not client.cookies
+
+
+def test_receipt_code_is_found_on_the_check_page_after_publishing(
+    client: TestClient, secretariat: dict[str, str], ballot_id: int, token: str
+) -> None:
+    code = receipt_code(vote(client, token, **answers(delegated="For", constitution="Against")))
+    vote(client, factories.token_for("G83002"), **answers(delegated="For", constitution="For"))
+    close_and_publish(client, ballot_id, secretariat)
+
+    blank = parse(client.get(f"/ballots/{ballot_id}/check"))
+    assert blank.response.status_code == 200
+    form = blank.form(f"/ballots/{ballot_id}/check")
+    assert form.method == "post"
+    for typed in (code, code.lower(), code.replace("-", ""), code.lower().replace("-", "")):
+        found = post_check(client, form, typed)
+        assert "This receipt is in the counted ballot box." in found.text, typed
+        assert "not in the ballot box" not in found.text
+    missing = post_check(client, form, "0000-0000-0000-0000-0000")
+    assert "This receipt code is not in the ballot box." in missing.text
+    assert "This receipt is in the counted ballot box." not in missing.text
+
+
+@pytest.mark.parametrize(
+    ("receipt_mode", "shows_choices"),
+    [("inclusion_only", False), ("receipt_with_choices", True)],
+)
+def test_check_page_shows_choices_only_in_receipt_with_choices_mode(
+    client: TestClient,
+    secretariat: dict[str, str],
+    frozen_clock: object,
+    receipt_mode: str,
+    shows_choices: bool,
+) -> None:
+    ballot_id = factories.open_ballot(client, secretariat, receipt_mode=receipt_mode)
+    token = factories.token_for("G83001")
+    code = receipt_code(vote(client, token, **answers(delegated="Against", constitution="Abstain")))
+    close_and_publish(client, ballot_id, secretariat)
+    form = parse(client.get(f"/ballots/{ballot_id}/check")).form(f"/ballots/{ballot_id}/check")
+    found = post_check(client, form, code)
+    assert "This receipt is in the counted ballot box." in found.text
+    for shown in ("delegated: Against", "constitution: Abstain"):
+        assert (shown in found.text) is shows_choices
+
+
+def test_replayed_submit_is_refused_without_showing_the_first_choice(
+    client: TestClient, db: Engine, token: str
+) -> None:
+    check = check_page(client, token, **answers(delegated="Against", constitution="Abstain"))
+    submit = check.form(f"/vote/{token}/submit")
+    assert post(client, submit).response.status_code == 200
+
+    for changes in ({}, answers(delegated="For", constitution="For")):
+        again = post(client, submit, **changes)
+        assert again.response.status_code == 409
+        assert "This practice has already voted" in again.text
+        assert "Against" not in again.response.text
+        assert "Abstain" not in again.response.text
+        assert not RECEIPT_CODE.search(again.text)
+    assert ballot_box_rows(db) == 1
+
+
+def test_tampered_option_is_refused_and_nothing_is_recorded(
+    client: TestClient, db: Engine, secretariat: dict[str, str], ballot_id: int, token: str
+) -> None:
+    check = check_page(client, token, **answers(delegated="For", constitution="For"))
+    submit = check.form(f"/vote/{token}/submit")
+    refused = post(client, submit, q_delegated="Maybe-later")
+    assert refused.response.status_code == 422
+    assert "not one of the options: For, Against, Abstain" in refused.text
+    assert "Maybe-later" not in refused.response.text
+    extra = post(client, submit, q_merger="For")
+    assert extra.response.status_code == 422
+    assert "there is no such question" in extra.text
+
+    tampered_check = post(
+        client,
+        choices_form(client, token),
+        **answers(constitution="For"),
+        q_delegated="Maybe-later",
+    )
+    assert tampered_check.response.status_code == 422
+    assert "There is a problem Not one of the options: For, Against, Abstain" in (
+        tampered_check.text
+    )
+    assert "Maybe-later" not in tampered_check.response.text
+
+    assert not has_voted(client, token)
+    assert ballot_box_rows(db) == 0
+    assert turnout_voted(client, ballot_id, secretariat) == 0
+    assert post(client, submit).response.status_code == 200
+
+
+def test_voter_name_and_role_go_to_the_turnout_never_the_ballot_box(
+    client: TestClient, secretariat: dict[str, str], ballot_id: int, token: str
+) -> None:
+    vote(
+        client,
+        token,
+        **answers(delegated="For", constitution="Against"),
+        voter_name="Pat Jones",
+        voter_role="Practice manager",
+    )
+    turnout = client.get(f"/api/v1/ballots/{ballot_id}/turnout", headers=secretariat).json()
+    voted = [p for p in turnout["practices"] if p["voted_at"]]
+    assert [(p["ods_code"], p["voted_by_name"], p["voted_by_role"]) for p in voted] == [
+        ("G83001", "Pat Jones", "Practice manager")
+    ]
+    close_and_publish(client, ballot_id, secretariat)
+    box = client.get(f"/api/v1/ballots/{ballot_id}/ballot-box").json()
+    assert box["ballots"][0]["choices"] == {"delegated": "For", "constitution": "Against"}
+    assert "Pat Jones" not in str(box)
+    assert "Practice manager" not in str(box)
+
+
+def test_already_voted_page_says_when_never_how(client: TestClient, token: str) -> None:
+    vote(client, token, **answers(delegated="Against", constitution="Abstain"))
+    for url in (f"/vote/{token}", f"/vote/{token}/choices"):
+        page = get(client, url)
+        assert page.response.status_code == 200
+        assert (
+            "A vote was recorded for your practice at 12:00pm on Thursday 10 November 2016."
+            in page.text
+        )
+        assert "Against" not in page.response.text
+        assert "Abstain" not in page.response.text
+        assert page.forms == []
+        assert f"/vote/{token}/choices" not in page.links
+
+
+def test_revoked_link_says_it_was_replaced_by_a_newer_one(
+    client: TestClient, secretariat: dict[str, str], ballot_id: int
+) -> None:
+    old = factories.token_for("G83002")
+    response = client.post(
+        f"/api/v1/ballots/{ballot_id}/voters/G83002/reissue", headers=secretariat
+    )
+    assert response.status_code == 200
+    for page in (
+        get(client, f"/vote/{old}"),
+        get(client, f"/vote/{old}/choices"),
+        post(
+            client,
+            Form("post", f"/vote/{old}/submit"),
+            **answers(delegated="For", constitution="For"),
+        ),
+    ):
+        assert page.response.status_code == 410
+        assert page.response.headers["content-type"].startswith("text/html")
+        assert "This link has been replaced by a newer one." in page.text
+    [new] = [t for t in factories.sent_links()["G83002"] if t != old]
+    assert get(client, f"/vote/{new}").response.status_code == 200
+    assert not has_voted(client, new)
+
+
+def test_not_yet_open_page_says_when_voting_opens(
+    client: TestClient, secretariat: dict[str, str], frozen_clock: object
+) -> None:
+    clock.freeze(factories.OPENS - timedelta(days=2))
+    factories.open_ballot(client, secretariat)
+    token = factories.token_for("G83001")
+    for url in (f"/vote/{token}", f"/vote/{token}/choices"):
+        page = get(client, url)
+        assert page.response.status_code == 200
+        assert "Voting has not started yet. It opens at 9:00am on Monday 7 November 2016" in (
+            page.text
+        )
+        assert page.forms == []
+    refused = post(
+        client,
+        Form("post", f"/vote/{token}/submit"),
+        **answers(delegated="For", constitution="For"),
+    )
+    assert refused.response.status_code == 409
+    assert "Voting opens at 9:00am on Monday 7 November 2016." in refused.text
+    assert not has_voted(client, token)
+    clock.freeze(factories.OPENS)
+    assert receipt_code(vote(client, token, **answers(delegated="For", constitution="For")))
+
+
+def test_closed_page_says_whether_the_practice_voted_never_how(
+    client: TestClient, secretariat: dict[str, str], ballot_id: int, token: str
+) -> None:
+    vote(client, token, **answers(delegated="Against", constitution="Abstain"))
+    clock.freeze(factories.CLOSES)
+    voted = get(client, f"/vote/{token}")
+    assert voted.response.status_code == 200
+    assert "A vote was recorded for your practice at 12:00pm on Thursday 10 November 2016." in (
+        voted.text
+    )
+    assert "Voting closed at 5:00pm on Friday 25 November 2016." in voted.text
+    assert "Against" not in voted.response.text
+    assert "Abstain" not in voted.response.text
+    did_not = get(client, f"/vote/{factories.token_for('G83002')}")
+    assert "No vote was recorded for your practice." in did_not.text
+    assert "A vote was recorded" not in did_not.text
+    for page in (voted, did_not):
+        assert page.forms == []
+    late = post(
+        client,
+        Form("post", f"/vote/{factories.token_for('G83002')}/submit"),
+        **answers(delegated="For", constitution="For"),
+    )
+    assert late.response.status_code == 409
+    assert "Voting on this ballot closed at 5:00pm on Friday 25 November 2016." in late.text
+
+
+def test_published_page_shows_the_result(
+    client: TestClient, secretariat: dict[str, str], ballot_id: int, token: str
+) -> None:
+    vote(client, token, **answers(delegated="For", constitution="Against"))
+    vote(client, factories.token_for("G83002"), **answers(delegated="For", constitution="For"))
+    vote(
+        client,
+        factories.token_for("G83003"),
+        **answers(delegated="Against", constitution="Against"),
+    )
+    close_and_publish(client, ballot_id, secretariat)
+    page = get(client, f"/vote/{token}")
+    assert page.response.status_code == 200
+    assert "A vote was recorded for your practice" in page.text
+    assert "Result 3 of 9 practices voted." in page.text
+    assert "Question For Against Outcome delegated 2 1 carried constitution 1 2" in page.text
+    assert f"/ballots/{ballot_id}/check" in page.links
+
+
+def test_unknown_link_is_a_404_page(client: TestClient, ballot_id: int) -> None:
+    for url in ("/vote/not-a-real-token-at-all", "/vote/not-a-real-token-at-all/choices"):
+        page = get(client, url)
+        assert page.response.status_code == 404
+        assert page.response.headers["content-type"].startswith("text/html")
+        assert "This voting link is not recognised." in page.text
+
+
+def test_document_link_returns_the_bytes_the_ballot_declares(
+    client: TestClient, secretariat: dict[str, str], frozen_clock: object
+) -> None:
+    content = "# The proposal\n\nApply for delegated commissioning — in full.\n".encode()
+    doc = {
+        "title": "The proposal in full",
+        "file": "proposal.md",
+        "content_base64": base64.b64encode(content).decode(),
+    }
+    factories.open_ballot(client, secretariat, documents=[doc])
+    token = factories.token_for("G83001")
+    start = get(client, f"/vote/{token}")
+    assert "Read before you vote The proposal in full" in start.text
+    assert f"/vote/{token}/documents/0" in start.links
+
+    response = client.get(f"/vote/{token}/documents/0")
+    assert response.status_code == 200
+    assert_voter_page_headers(response)
+    [declared] = client.get(f"/api/v1/vote/{token}").json()["documents"]
+    assert response.content == content
+    assert hashlib.sha256(response.content).hexdigest() == declared["sha256"]
+    assert client.get(f"/vote/{token}/documents/1").status_code == 404
+    assert not has_voted(client, token)
+
+
+def test_reposted_choices_offer_no_submit_once_voted_or_closed(
+    client: TestClient, token: str
+) -> None:
+    form = choices_form(client, token)
+    other = choices_form(client, factories.token_for("G83002"))
+    vote(client, token, **answers(delegated="Against", constitution="Abstain"))
+    # The back button re-posts the choices: nothing may offer a vote that cannot be cast.
+    voted = post(client, form, **answers(delegated="For", constitution="For"))
+    clock.freeze(factories.CLOSES)
+    closed = post(client, other, **answers(delegated="For", constitution="For"))
+    assert "A vote was recorded for your practice" in voted.text
+    assert "No vote was recorded for your practice." in closed.text
+    for page in (voted, closed):
+        assert page.response.status_code == 200
+        assert "Check your answers" not in page.text
+        assert page.forms == []
