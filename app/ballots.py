@@ -24,8 +24,16 @@ from pydantic import (
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from app import clock, counting, crypto, errors, mail, roll
-from app.models import Ballot, BallotBoxEntry, BallotStatus, Document, ReceiptMode, RollEntry
+from app import clock, counting, crypto, errors, outbox, roll
+from app.models import (
+    Ballot,
+    BallotBoxEntry,
+    BallotStatus,
+    Document,
+    MessageKind,
+    ReceiptMode,
+    RollEntry,
+)
 
 DEFAULT_OPTIONS = ("For", "Against", "Abstain")
 # A (locality, votes) group smaller than this narrows who could have cast a published entry.
@@ -42,6 +50,8 @@ class Schema(BaseModel):
 class Organisation(Schema):
     name: Name
     ods_code: Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{3,6}$")]
+    # Who practices contact about the ballot, as the emails should say it.
+    contact: Name | None = None
 
 
 class Question(Schema):
@@ -354,7 +364,7 @@ def open_ballot(
     ballot.opened_at = now
     ballot.frozen_hash = frozen_hash(session, ballot=ballot)
     session.flush()
-    roll.issue_all_links(session, ballot=ballot, on_progress=on_progress)
+    roll.invite_all(session, ballot=ballot, on_progress=on_progress)
     return ballot
 
 
@@ -373,15 +383,12 @@ def extend_close(session: Session, *, ballot_id: int, closes_at: datetime, reaso
         )
     if not reason.strip():
         raise errors.InvalidInput("Give the reason for the extension; every practice is told it.")
-    previous = ballot.closes_at
     ballot.closes_at = closes_at
     ballot.close_extended_reason = reason.strip()
     session.flush()
-    mail.send_all(
-        mail.extension_notice(ballot, entry, address, previous=previous)
-        for entry in roll.entries(session, ballot=ballot)
-        for address in entry.emails
-    )
+    for practice in roll.entries(session, ballot=ballot):
+        outbox.enqueue(session, kind=MessageKind.extension, ballot=ballot, practice=practice)
+    session.flush()
     return ballot
 
 

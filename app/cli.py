@@ -8,14 +8,16 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
+import anyio
 import typer
 import uvicorn
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress
+from rich.table import Table
 from sqlalchemy import select
 
-from app import ballots, clock, errors, roll, staff
+from app import ballots, clock, errors, mail, outbox, roll, staff
 from app.config import get_settings
 from app.db import migrate as run_migrations
 from app.db import session_scope
@@ -28,6 +30,8 @@ staff_app = typer.Typer(help="Staff accounts.", no_args_is_help=True)
 ballot_app = typer.Typer(help="Ballots: load, open, close, publish, status.", no_args_is_help=True)
 app.add_typer(staff_app, name="staff")
 app.add_typer(ballot_app, name="ballot")
+mail_app = typer.Typer(help="The outbox.", no_args_is_help=True)
+app.add_typer(mail_app, name="mail")
 console = Console()
 
 DEMO_BALLOT = (
@@ -126,14 +130,72 @@ def ballot_open(
 
 def _open(ballot_id: int, *, acknowledge_warnings: bool) -> None:
     with session_scope() as session, Progress(console=console) as progress:
-        task = progress.add_task("Issuing links", total=None)
+        task = progress.add_task("Queueing invitations", total=None)
         ballots.open_ballot(
             session,
             ballot_id=ballot_id,
             acknowledge_warnings=acknowledge_warnings,
             on_progress=lambda done, total: progress.update(task, completed=done, total=total),
         )
-    console.print(f"Ballot {ballot_id} is open; invitations written to {get_settings().maildir}.")
+    console.print(f"Ballot {ballot_id} is open.")
+    _send()
+
+
+def _send() -> None:
+    """Deliver what is due now; whatever cannot go yet stays queued for the sender."""
+    with Progress(console=console) as progress:
+        task = progress.add_task("Sending email", total=None)
+        report = outbox.deliver_pending(
+            on_progress=lambda r: progress.update(task, completed=r.sent + r.failed)
+        )
+    console.print(
+        f"Email: {report.sent} sent, {report.failed} failed, {report.retrying} queued to retry."
+    )
+
+
+@mail_app.command("send")
+def mail_send(
+    watch: Annotated[
+        bool, typer.Option(help="Keep running, as the worker beside the servers")
+    ] = False,
+) -> None:
+    """Deliver the outbox: once, or continuously with --watch."""
+    if watch:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+        anyio.run(outbox.run_sender)
+    else:
+        _send()
+
+
+@ballot_app.command("reissue")
+def ballot_reissue(ballot_id: int, ods_code: str) -> None:
+    """Revoke a practice's links and send it new ones."""
+    with session_scope() as session:
+        practice = roll.reissue(session, ballot=ballots.get(session, ballot_id), ods_code=ods_code)
+        console.print(f"Revoked the links of {escape(practice.name)}; new ones are queued.")
+    _send()
+
+
+@ballot_app.command("remind")
+def ballot_remind(ballot_id: int) -> None:
+    """Email every practice that has not voted."""
+    with session_scope() as session:
+        count = roll.remind(session, ballot=ballots.get(session, ballot_id))
+    console.print(f"Reminders queued for {count} practices.")
+    _send()
+
+
+@ballot_app.command("deliveries")
+def ballot_deliveries(ballot_id: int) -> None:
+    """Every email of the ballot and what became of it."""
+    table = Table("practice", "to", "kind", "status", "attempts", "last error")
+    with session_scope() as session:
+        for practice, m in outbox.deliveries(session, ballot=ballots.get(session, ballot_id)):
+            table.add_row(
+                practice.ods_code, m.to_address, m.kind, m.status, str(m.attempts),
+                escape(m.last_error or ""),
+            )  # fmt: skip
+    console.print(table)
 
 
 @ballot_app.command("close")
@@ -175,9 +237,7 @@ def _sample_links(limit: int) -> list[str]:
     pattern = re.compile(re.escape(get_settings().base_url) + r"/vote/[A-Za-z0-9_-]+")
     links: list[str] = []
     for message in mailbox.Maildir(maildir, create=False):
-        body = message.get_payload(decode=True)
-        if isinstance(body, bytes):
-            links += pattern.findall(body.decode("utf-8", "replace"))
+        links += pattern.findall(mail.plain_text(message))
     return sorted(set(links))[:limit]
 
 

@@ -4,6 +4,7 @@ import secrets
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,9 +24,21 @@ class Settings(BaseSettings):
     database_url: str = ""
     base_url: str = "http://127.0.0.1:8000"
     secret_key: str = Field(default="", repr=False)
-    mail_backend: str = "maildir"
+    mail_backend: Literal["maildir", "smtp"] = "maildir"
     maildir: Path | None = None
     mail_from: str = "Mandate <mandate@localhost>"
+    smtp_host: str = "localhost"
+    smtp_port: int = Field(default=587, gt=0, lt=65536)
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_username: str = ""
+    smtp_password: str = Field(default="", repr=False)
+    smtp_timeout_seconds: float = Field(default=30, gt=0)
+    # Transient failures wait base * 2^attempts (with jitter), never longer than the maximum.
+    mail_retry_base_seconds: float = Field(default=30, gt=0)
+    mail_retry_max_seconds: float = Field(default=900, gt=0)
+    mail_batch_size: int = Field(default=200, gt=0)
+    # `mandate serve` delivers the outbox itself; turn off when a `mandate mail send` worker does.
+    mail_send_in_server: bool = True
     staff_token_hours: int = Field(default=8, gt=0)
     # How long a transaction waits for a lock before giving up with "busy, try again".
     database_lock_timeout_ms: int = Field(default=30_000, gt=0)

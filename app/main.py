@@ -1,9 +1,12 @@
 """create_app(): routers, error handlers, logging that never carries a secret."""
 
+import contextlib
 import logging
 import re
 import time
+from collections.abc import AsyncIterator
 
+import anyio
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -11,7 +14,8 @@ from sqlalchemy.exc import DBAPIError
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app import errors
+from app import errors, outbox
+from app.config import get_settings
 from app.db import database_turn
 from app.routes import auth, ballots, public, templates, vote_api, vote_pages
 
@@ -88,8 +92,19 @@ class HeadersAndAccessLog:
             log.info("%s %s %s %.1fms", scope["method"], redact(path), status, elapsed)
 
 
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Run the outbox sender beside the server, unless a separate worker does it."""
+    async with anyio.create_task_group() as tasks:
+        if get_settings().mail_send_in_server:
+            tasks.start_soon(outbox.run_sender)
+        yield
+        tasks.cancel_scope.cancel()
+
+
 def create_app() -> FastAPI:
     app = FastAPI(
+        lifespan=lifespan,
         title="Mandate",
         summary="Secure electronic balloting for member-practice mandates",
         version="0.1.0",

@@ -9,6 +9,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -54,6 +55,22 @@ class BallotStatus(StrEnum):
     closed = "closed"
     published = "published"
     voided = "voided"
+
+
+class MessageKind(StrEnum):
+    invitation = "invitation"
+    new_link = "new_link"
+    reminder = "reminder"
+    confirmation = "confirmation"
+    extension = "extension"
+
+
+class DeliveryStatus(StrEnum):
+    queued = "queued"
+    sending = "sending"
+    sent = "sent"
+    failed = "failed"
+    cancelled = "cancelled"
 
 
 class ReceiptMode(StrEnum):
@@ -203,3 +220,35 @@ class BallotBoxEntry(Base):
     choices: Mapped[dict[str, str]] = mapped_column(JSON)
     locality: Mapped[str] = mapped_column(String(100))
     votes: Mapped[int] = mapped_column(Integer)
+
+
+class OutboxMessage(Base):
+    """An email to send, written in the transaction that causes it; never its link or body.
+
+    A message that carries a link gets it minted by the sender at the moment of sending, so no
+    voting token ever rests here. After delivery only the metadata remains.
+    """
+
+    __tablename__ = "outbox_message"
+    __table_args__ = (
+        CheckConstraint(_in("kind", MessageKind), name="kind"),
+        CheckConstraint(_in("status", DeliveryStatus), name="status"),
+        Index("ix_outbox_message_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The Message-ID header, fixed at enqueue so every attempt sends the same one.
+    message_id: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[MessageKind] = mapped_column(String(20))
+    status: Mapped[DeliveryStatus] = mapped_column(String(20), default=DeliveryStatus.queued)
+    ballot_id: Mapped[int] = mapped_column(ForeignKey("ballot.id"), index=True)
+    roll_entry_id: Mapped[int] = mapped_column(ForeignKey("roll_entry.id"), index=True)
+    to_address: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(String(300))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # A sender's claim; a claim that lapses (the sender died) makes the message due again.
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -20,8 +20,8 @@ from pydantic import (
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from app import clock, crypto, errors, mail
-from app.models import Ballot, BallotStatus, RollEntry, VotingLink
+from app import clock, errors, outbox
+from app.models import Ballot, BallotStatus, MessageKind, RollEntry, VotingLink
 
 CSV_COLUMNS = ("ods_code", "name", "locality", "list_size", "emails")
 MAX_PRACTICES = 20_000
@@ -169,33 +169,16 @@ def canonical(session: Session, *, ballot: Ballot) -> list[dict[str, Any]]:
     ]
 
 
-def _issue(session: Session, *, ballot: Ballot, entry: RollEntry) -> None:
-    """One new link per address of the practice, each sent in its own invitation."""
-    now = clock.now()
-    messages = []
-    for address in entry.emails:
-        token = crypto.new_token()
-        session.add(
-            VotingLink(
-                roll_entry_id=entry.id,
-                email=address,
-                token_hash=crypto.token_hash(token),
-                issued_at=now,
-            )
-        )
-        messages.append(mail.invitation(ballot, entry, address, token=token))
-    session.flush()
-    mail.send_all(messages)
-
-
-def issue_all_links(
+def invite_all(
     session: Session, *, ballot: Ballot, on_progress: Callable[[int, int], None] | None = None
 ) -> None:
+    """Queue an invitation to every address on the roll; each link is minted when it is sent."""
     practices = entries(session, ballot=ballot)
     for done, practice in enumerate(practices, start=1):
-        _issue(session, ballot=ballot, entry=practice)
+        outbox.enqueue(session, kind=MessageKind.invitation, ballot=ballot, practice=practice)
         if on_progress is not None:
             on_progress(done, len(practices))
+    session.flush()
 
 
 def reissue(session: Session, *, ballot: Ballot, ods_code: str) -> RollEntry:
@@ -211,8 +194,25 @@ def reissue(session: Session, *, ballot: Ballot, ods_code: str) -> RollEntry:
             "a new link could not change that."
         )
     _revoke_links(session, practice=practice)
-    _issue(session, ballot=ballot, entry=practice)
+    outbox.cancel_links_queued(
+        session, practice=practice, reason="not sent: replaced by a new link"
+    )
+    outbox.enqueue(session, kind=MessageKind.new_link, ballot=ballot, practice=practice)
+    session.flush()
     return practice
+
+
+def remind(session: Session, *, ballot: Ballot) -> int:
+    """Queue a reminder to every address of each practice that has not voted; returns practices."""
+    if ballot.status != BallotStatus.open or clock.now() >= ballot.closes_at:
+        raise errors.WrongState(
+            f"Ballot {ballot.id} is not open for voting; reminders go only while it is."
+        )
+    waiting = [p for p in entries(session, ballot=ballot) if p.voted_at is None]
+    for practice in waiting:
+        outbox.enqueue(session, kind=MessageKind.reminder, ballot=ballot, practice=practice)
+    session.flush()
+    return len(waiting)
 
 
 def _revoke_links(session: Session, *, practice: RollEntry) -> None:

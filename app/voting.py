@@ -8,8 +8,15 @@ from enum import StrEnum
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app import ballots, clock, crypto, errors
-from app.models import Ballot, BallotBoxEntry, BallotStatus, RollEntry, VotingLink
+from app import ballots, clock, crypto, errors, outbox
+from app.models import (
+    Ballot,
+    BallotBoxEntry,
+    BallotStatus,
+    MessageKind,
+    RollEntry,
+    VotingLink,
+)
 
 
 class Phase(StrEnum):
@@ -144,6 +151,9 @@ def cast(
         raise errors.AlreadyVoted(
             "This practice has already voted; a practice's vote cannot be changed."
         )
+    # Every address of the practice hears that a vote was recorded for it (never the receipt
+    # or the choices), so a vote cast in its name without its knowledge comes to light.
+    outbox.enqueue(session, kind=MessageKind.confirmation, ballot=ballot, practice=practice)
     receipt_code = crypto.new_receipt_code()
     session.add(
         BallotBoxEntry(

@@ -50,7 +50,7 @@ def wait_for(url: str, process: subprocess.Popen[bytes]) -> None:
 def prepare(env: dict[str, str], practices: int, tokens_file: Path) -> None:
     """Create and open a one-question ballot of N practices in this process, then collect links."""
     os.environ.update(env)
-    from app import ballots, clock, roll
+    from app import ballots, clock, mail, outbox, roll
     from app.db import migrate, session_scope
 
     migrate()
@@ -81,12 +81,11 @@ def prepare(env: dict[str, str], practices: int, tokens_file: Path) -> None:
         roll.replace(session, ballot=ballot, rows=rows)
     with session_scope() as session:
         ballots.open_ballot(session, ballot_id=ballot.id, acknowledge_warnings=True)
+    outbox.deliver_pending()
     pattern = re.compile(r"/vote/([A-Za-z0-9_-]+)")
     tokens = []
     for message in mailbox.Maildir(env["MAILDIR"], create=False):
-        payload = message.get_payload(decode=True)
-        assert isinstance(payload, bytes)
-        found = pattern.search(payload.decode())
+        found = pattern.search(mail.plain_text(message))
         assert found is not None
         tokens.append(found.group(1))
     tokens_file.write_text("\n".join(tokens) + "\n")

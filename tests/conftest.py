@@ -59,6 +59,7 @@ def _configured(url: str, data_dir: Path) -> Iterator[str]:
         DATA_DIR=str(data_dir),
         MAILDIR=str(data_dir / "mail"),
         MANDATE_ENV="test",
+        MAIL_SEND_IN_SERVER="false",
         SECRET_KEY="test-secret-key-that-is-long-enough-for-hmac",
         BASE_URL="http://testserver",
     )

@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from app import config, staff
+from app import config, mail, outbox, staff
 from app.db import session_scope
 from app.models import Role
 
@@ -87,16 +87,15 @@ def open_ballot(client: TestClient, headers: dict[str, str], **kwargs: Any) -> i
 
 
 def sent_links() -> dict[str, list[str]]:
-    """Voting tokens found in the maildir, by the ODS code in the recipient's address."""
+    """Voting tokens that have arrived, by the ODS code in the recipient's address."""
+    outbox.deliver_pending()  # what `mandate serve` does in the background
     maildir = config.get_settings().maildir
     assert maildir is not None
     if not maildir.exists():
         return {}
     links: dict[str, list[str]] = defaultdict(list)
     for message in mailbox.Maildir(maildir, create=False):
-        body = message.get_payload(decode=True)
-        assert isinstance(body, bytes)
-        found = re.search(r"/vote/([A-Za-z0-9_-]+)", body.decode())
+        found = re.search(r"/vote/([A-Za-z0-9_-]+)", mail.plain_text(message))
         code = re.search(r"\.(g\d{5})@", str(message["To"]))
         if found and code:
             links[code.group(1).upper()].append(found.group(1))

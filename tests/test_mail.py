@@ -1,26 +1,36 @@
-"""Invitations: standard .eml files in the maildir, the link in the body only."""
+"""The words of each message, as they reach the maildir (the embedded transport)."""
 
 import mailbox
+from email.message import Message
 
 from fastapi.testclient import TestClient
 
-from app import config
+from app import config, mail, outbox
 from app.models import Role
 from tests import factories
+
+VOTE = {"choices": {"delegated": "For", "constitution": "Against"}}
+
+
+def _delivered(subject_starts: str) -> list[Message]:
+    outbox.deliver_pending()
+    maildir = config.get_settings().maildir
+    assert maildir is not None
+    return [
+        m
+        for m in mailbox.Maildir(maildir, create=False)
+        if str(m["Subject"]).startswith(subject_starts)
+    ]
 
 
 def test_invitation_names_the_practice_and_closing_time_but_keeps_the_link_out_of_the_subject(
     client: TestClient, frozen_clock: object
 ) -> None:
     factories.open_ballot(client, factories.staff_headers(client, Role.secretariat))
-    maildir = config.get_settings().maildir
-    assert maildir is not None
-    messages = list(mailbox.Maildir(maildir, create=False))
+    messages = _delivered("Vote now")
     assert len(messages) == 9
     message = next(m for m in messages if "g83001" in str(m["To"]))
-    body = message.get_payload(decode=True)
-    assert isinstance(body, bytes)
-    text = body.decode()
+    text = mail.plain_text(message)
     token = factories.token_for("G83001")
     assert f"http://testserver/vote/{token}" in text
     assert token not in str(message["Subject"])
@@ -28,11 +38,17 @@ def test_invitation_names_the_practice_and_closing_time_but_keeps_the_link_out_o
     assert "Practice 1 (G83001)" in text
     assert "5:00pm on Friday 25 November 2016" in text
     assert "Apply for delegated commissioning from 1 April 2017?" in text
-    assert message["Message-ID"]
+    assert "do not forward" in text
+    html_part = next(p for p in message.walk() if p.get_content_type() == "text/html")
+    html = html_part.get_payload(decode=True)
+    assert isinstance(html, bytes)
+    assert f'<a href="http://testserver/vote/{token}">' in html.decode()
     assert len({m["Message-ID"] for m in messages}) == 9
 
 
-def test_extension_is_told_to_every_address(client: TestClient, frozen_clock: object) -> None:
+def test_extension_is_told_to_every_address_without_a_link(
+    client: TestClient, frozen_clock: object
+) -> None:
     secretariat = factories.staff_headers(client, Role.secretariat)
     ballot_id = factories.open_ballot(client, secretariat)
     response = client.post(
@@ -41,15 +57,35 @@ def test_extension_is_told_to_every_address(client: TestClient, frozen_clock: ob
         headers=secretariat,
     )
     assert response.status_code == 200
-    maildir = config.get_settings().maildir
-    assert maildir is not None
-    notices = [
-        m
-        for m in mailbox.Maildir(maildir, create=False)
-        if str(m["Subject"]).startswith("Voting extended")
-    ]
+    notices = _delivered("Voting extended")
     assert len(notices) == 9
-    body = notices[0].get_payload(decode=True)
-    assert isinstance(body, bytes)
-    assert "Half-term in one locality." in body.decode()
-    assert "/vote/" not in body.decode()
+    text = mail.plain_text(notices[0])
+    assert "Half-term in one locality." in text
+    assert "5:00pm on Monday 28 November 2016" in text
+    assert "/vote/" not in text
+
+
+def test_confirmation_goes_to_every_address_with_neither_receipt_nor_choice(
+    client: TestClient, frozen_clock: object
+) -> None:
+    secretariat = factories.staff_headers(client, Role.secretariat)
+    ballot_id = factories.draft_ballot(client, secretariat)
+    rows = factories.roll(9, emails_per_practice=3)
+    client.put(f"/api/v1/ballots/{ballot_id}/roll", json=rows, headers=secretariat)
+    client.post(
+        f"/api/v1/ballots/{ballot_id}/open",
+        json={"acknowledge_warnings": True},
+        headers=secretariat,
+    )
+    token = factories.token_for("G83001")
+    receipt = client.post(f"/api/v1/vote/{token}", json=VOTE).json()["receipt_code"]
+    confirmations = _delivered("Vote recorded")
+    assert sorted(str(m["To"]) for m in confirmations) == sorted(rows[0]["emails"])
+    for message in confirmations:
+        whole = message.as_string()
+        text = mail.plain_text(message)
+        assert "12:00pm on Thursday 10 November 2016" in text
+        assert receipt not in whole
+        assert receipt.replace("-", "") not in whole
+        assert "Against" not in whole
+        assert "/vote/" not in whole

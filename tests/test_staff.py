@@ -35,6 +35,8 @@ ROLES: dict[tuple[str, str], set[Role]] = {
     ("POST", "/api/v1/ballots/{ballot_id}/void"): SEC,
     ("POST", "/api/v1/ballots/{ballot_id}/voters/{ods_code}/reissue"): SEC,
     ("GET", "/api/v1/ballots/{ballot_id}/turnout"): ANY,
+    ("POST", "/api/v1/ballots/{ballot_id}/reminders"): SEC,
+    ("GET", "/api/v1/ballots/{ballot_id}/deliveries"): ANY,
 }
 # Open to anyone by design: sign-in, the voter's own link, and what is public after publishing.
 PUBLIC = {

@@ -149,8 +149,8 @@ def test_no_vote_before_opening_time(
 
 
 def test_no_vote_after_closing_time(client: TestClient, ballot_id: int) -> None:
-    clock.freeze(factories.CLOSES)
     token = factories.token_for("G83001")
+    clock.freeze(factories.CLOSES)
     response = client.post(f"/api/v1/vote/{token}", json=VOTE)
     assert response.status_code == 409
     assert response.json()["error"] == "BallotClosed"

@@ -8,9 +8,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, status
 from pydantic import AwareDatetime, BaseModel
 
-from app import ballots, errors, roll
+from app import ballots, errors, outbox, roll
 from app.deps import AnyStaff, Secretariat, SessionDep
-from app.models import Ballot, BallotStatus, ReceiptMode, RollEntry
+from app.models import (
+    Ballot,
+    BallotStatus,
+    DeliveryStatus,
+    MessageKind,
+    ReceiptMode,
+    RollEntry,
+)
 
 router = APIRouter(prefix="/api/v1/ballots", tags=["ballots"])
 
@@ -241,6 +248,49 @@ def void(ballot_id: int, body: VoidIn, _user: Secretariat, session: SessionDep) 
 def reissue(ballot_id: int, ods_code: str, _user: Secretariat, session: SessionDep) -> PracticeOut:
     ballot = ballots.get(session, ballot_id)
     return PracticeOut.of(roll.reissue(session, ballot=ballot, ods_code=ods_code))
+
+
+class RemindersOut(BaseModel):
+    practices: int
+    detail: str
+
+
+class DeliveryOut(BaseModel):
+    """One email and what became of it; never its link or its body."""
+
+    ods_code: str
+    practice: str
+    to: str
+    kind: MessageKind
+    subject: str
+    status: DeliveryStatus
+    attempts: int
+    last_error: str | None
+    queued_at: datetime
+    sent_at: datetime | None
+
+
+@router.post("/{ballot_id}/reminders")
+def send_reminders(ballot_id: int, _user: Secretariat, session: SessionDep) -> RemindersOut:
+    ballot = ballots.get(session, ballot_id)
+    count = roll.remind(session, ballot=ballot)
+    return RemindersOut(
+        practices=count,
+        detail=f"Reminders queued to every address of the {count} practices that have not voted.",
+    )
+
+
+@router.get("/{ballot_id}/deliveries")
+def deliveries(ballot_id: int, _user: AnyStaff, session: SessionDep) -> list[DeliveryOut]:
+    ballot = ballots.get(session, ballot_id)
+    return [
+        DeliveryOut(
+            ods_code=practice.ods_code, practice=practice.name, to=m.to_address, kind=m.kind,
+            subject=m.subject, status=m.status, attempts=m.attempts, last_error=m.last_error,
+            queued_at=m.created_at, sent_at=m.sent_at,
+        )
+        for practice, m in outbox.deliveries(session, ballot=ballot)
+    ]  # fmt: skip
 
 
 @router.get("/{ballot_id}/turnout")

@@ -1,0 +1,247 @@
+"""The outbox: each email is queued in the transaction that causes it, and a sender delivers it.
+
+Links are minted by the sender, at the moment of sending, so no voting token rests in the
+database. A retry mints a fresh link and never revokes one already handed to the mail server
+(the server may have accepted it even if we never heard so); only a re-issue revokes.
+"""
+
+import logging
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+from email.message import EmailMessage
+from email.utils import make_msgid
+
+import anyio
+import anyio.to_thread
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from app import clock, crypto, mail
+from app.config import get_settings
+from app.db import session_scope
+from app.models import (
+    Ballot,
+    BallotStatus,
+    DeliveryStatus,
+    MessageKind,
+    OutboxMessage,
+    RollEntry,
+    VotingLink,
+)
+
+log = logging.getLogger("mandate.mail")
+# How long a sender may hold a claimed message before another sender may take it over.
+CLAIM = timedelta(minutes=5)
+
+
+def enqueue(
+    session: Session,
+    *,
+    kind: MessageKind,
+    ballot: Ballot,
+    practice: RollEntry,
+    addresses: Iterable[str] | None = None,
+) -> None:
+    """Queue one message of this kind to each address of the practice (or to those given)."""
+    now = clock.now()
+    session.add_all(
+        OutboxMessage(
+            message_id=make_msgid(domain="mandate.invalid"),
+            kind=kind,
+            status=DeliveryStatus.queued,
+            ballot_id=ballot.id,
+            roll_entry_id=practice.id,
+            to_address=address,
+            subject=mail.subject(kind, ballot),
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+        for address in (addresses if addresses is not None else practice.emails)
+    )
+
+
+def cancel_links_queued(session: Session, *, practice: RollEntry, reason: str) -> None:
+    """Withdraw queued messages that would mint a link for this practice."""
+    session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.roll_entry_id == practice.id,
+            OutboxMessage.status == DeliveryStatus.queued,
+            OutboxMessage.kind.in_([k.value for k in mail.WITH_LINK]),
+        )
+        .values(status=DeliveryStatus.cancelled, last_error=reason)
+    )
+
+
+def deliveries(session: Session, *, ballot: Ballot) -> list[tuple[RollEntry, OutboxMessage]]:
+    """Every message of the ballot with its practice, by practice, address and time."""
+    return [
+        (practice, message)
+        for message, practice in session.execute(
+            select(OutboxMessage, RollEntry)
+            .join(RollEntry, OutboxMessage.roll_entry_id == RollEntry.id)
+            .where(OutboxMessage.ballot_id == ballot.id)
+            .order_by(RollEntry.ods_code, OutboxMessage.to_address, OutboxMessage.id)
+        )
+    ]
+
+
+@dataclass
+class Report:
+    sent: int = 0
+    failed: int = 0
+    retrying: int = 0
+    cancelled: int = 0
+
+    def add(self, other: "Report") -> None:
+        self.sent += other.sent
+        self.failed += other.failed
+        self.retrying += other.retrying
+        self.cancelled += other.cancelled
+
+
+def deliver_pending(*, on_progress: Callable[[Report], None] | None = None) -> Report:
+    """Send every message that is due, in batches, one mail-server connection per batch."""
+    total = Report()
+    while ids := _claim(get_settings().mail_batch_size):
+        total.add(_deliver(ids))
+        if on_progress is not None:
+            on_progress(total)
+    return total
+
+
+def _claim(limit: int) -> list[int]:
+    with session_scope() as session:
+        now = clock.now()
+        due = or_(
+            and_(
+                OutboxMessage.status == DeliveryStatus.queued, OutboxMessage.next_attempt_at <= now
+            ),
+            and_(OutboxMessage.status == DeliveryStatus.sending, OutboxMessage.claimed_until < now),
+        )
+        # SKIP LOCKED lets several senders share one PostgreSQL outbox without taking the same
+        # message twice; SQLite has one writer at a time and needs no more.
+        messages = session.scalars(
+            select(OutboxMessage).where(due).order_by(OutboxMessage.id).limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()  # fmt: skip
+        for message in messages:
+            message.status = DeliveryStatus.sending
+            message.claimed_until = now + CLAIM
+            message.attempts += 1
+        return [m.id for m in messages]
+
+
+def _deliver(ids: list[int]) -> Report:
+    prepared, cancelled = _prepare(ids)
+    outcomes: dict[int, tuple[DeliveryStatus, str | None]] = dict.fromkeys(
+        cancelled, (DeliveryStatus.cancelled, None)
+    )
+    try:
+        with mail.transport() as transport:
+            for message_id, message in prepared:
+                try:
+                    transport.send(message)
+                    outcomes[message_id] = (DeliveryStatus.sent, None)
+                except mail.DeliveryFailed as exc:
+                    status = DeliveryStatus.failed if exc.permanent else DeliveryStatus.queued
+                    outcomes[message_id] = (status, exc.reply)
+    except mail.ConnectionLost as exc:
+        log.warning("mail server unreachable, will retry: %s", exc)
+        for message_id, _message in prepared:
+            outcomes.setdefault(message_id, (DeliveryStatus.queued, str(exc)))
+    return _record(outcomes)
+
+
+def _prepare(ids: list[int]) -> tuple[list[tuple[int, EmailMessage]], list[int]]:
+    """Render the claimed messages, minting a link for each that carries one."""
+    prepared, cancelled = [], []
+    with session_scope() as session:
+        rows = session.execute(
+            select(OutboxMessage, RollEntry, Ballot)
+            .join(RollEntry, OutboxMessage.roll_entry_id == RollEntry.id)
+            .join(Ballot, OutboxMessage.ballot_id == Ballot.id)
+            .where(OutboxMessage.id.in_(ids))
+        )
+        now = clock.now()
+        for message, practice, ballot in rows:
+            reason = _no_longer_wanted(message, practice, ballot)
+            if reason is not None:
+                message.last_error = reason
+                cancelled.append(message.id)
+                continue
+            link = None
+            if message.kind in mail.WITH_LINK:
+                token = crypto.new_token()
+                session.add(
+                    VotingLink(
+                        roll_entry_id=practice.id, email=message.to_address,
+                        token_hash=crypto.token_hash(token), issued_at=now,
+                    )
+                )  # fmt: skip
+                link = mail.vote_url(token)
+            rendered = mail.render(
+                MessageKind(message.kind), ballot=ballot, practice=practice,
+                to=message.to_address, message_id=message.message_id, link=link,
+            )  # fmt: skip
+            prepared.append((message.id, rendered))
+    # Committed before anything is sent: a link that reaches a practice is always known here.
+    return prepared, cancelled
+
+
+def _no_longer_wanted(message: OutboxMessage, practice: RollEntry, ballot: Ballot) -> str | None:
+    if message.kind in mail.WITH_LINK and (
+        ballot.status != BallotStatus.open or clock.now() >= ballot.closes_at
+    ):
+        return "not sent: voting had closed"
+    if message.kind == MessageKind.reminder and practice.voted_at is not None:
+        return "not sent: the practice had voted"
+    return None
+
+
+def _record(outcomes: dict[int, tuple[DeliveryStatus, str | None]]) -> Report:
+    report = Report()
+    settings = get_settings()
+    with session_scope() as session:
+        now = clock.now()
+        for message in session.scalars(select(OutboxMessage).where(OutboxMessage.id.in_(outcomes))):
+            status, reply = outcomes[message.id]
+            message.status = status
+            message.claimed_until = None
+            if status == DeliveryStatus.sent:
+                message.sent_at = now
+                message.last_error = None
+                report.sent += 1
+            elif status == DeliveryStatus.queued:
+                delay = min(
+                    settings.mail_retry_max_seconds,
+                    settings.mail_retry_base_seconds * 2 ** (message.attempts - 1),
+                )
+                jitter = random.uniform(0.5, 1.0)  # noqa: S311  (spreads retries; not a secret)
+                message.next_attempt_at = now + timedelta(seconds=delay * jitter)
+                message.last_error = reply
+                report.retrying += 1
+            elif status == DeliveryStatus.failed:
+                message.last_error = reply
+                report.failed += 1
+            else:
+                report.cancelled += 1
+    return report
+
+
+async def run_sender(*, idle_seconds: float = 1.0) -> None:
+    """Deliver the outbox for as long as the server runs."""
+    while True:
+        try:
+            report = await anyio.to_thread.run_sync(deliver_pending)
+        except Exception:  # the sender must outlive a database or mail hiccup
+            log.exception("outbox delivery failed; trying again shortly")
+            report = Report()
+        if report.sent or report.failed:
+            log.info(
+                "mail: %d sent, %d failed, %d to retry", report.sent, report.failed, report.retrying
+            )
+        await anyio.sleep(idle_seconds)
