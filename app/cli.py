@@ -162,7 +162,7 @@ def mail_send(
     """Deliver the outbox: once, or continuously with --watch."""
     if watch:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-        anyio.run(outbox.run_sender)
+        anyio.run(outbox.run_sender, anyio.Semaphore(1))
     else:
         _send()
 

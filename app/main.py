@@ -97,7 +97,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Run the outbox sender beside the server, unless a separate worker does it."""
     async with anyio.create_task_group() as tasks:
         if get_settings().mail_send_in_server:
-            tasks.start_soon(outbox.run_sender)
+            tasks.start_soon(outbox.run_sender, app.state.database_turn)
         yield
         tasks.cancel_scope.cancel()
 

@@ -5,7 +5,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from app import ballots, clock, crypto, errors, outbox
@@ -155,8 +155,8 @@ def cast(
     # or the choices), so a vote cast in its name without its knowledge comes to light.
     outbox.enqueue(session, kind=MessageKind.confirmation, ballot=ballot, practice=practice)
     receipt_code = crypto.new_receipt_code()
-    session.add(
-        BallotBoxEntry(
+    session.execute(
+        insert(BallotBoxEntry).values(
             id=secrets.token_hex(16),
             ballot_id=ballot.id,
             receipt_code=receipt_code,
@@ -165,5 +165,4 @@ def cast(
             votes=practice.votes or 1,
         )
     )
-    session.flush()
     return receipt_code

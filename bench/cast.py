@@ -19,12 +19,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import timedelta
 from pathlib import Path
 
 import httpx2 as httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 BIN = Path(sys.executable).parent
 
 
@@ -48,39 +48,12 @@ def wait_for(url: str, process: subprocess.Popen[bytes]) -> None:
 
 
 def prepare(env: dict[str, str], practices: int, tokens_file: Path) -> None:
-    """Create and open a one-question ballot of N practices in this process, then collect links."""
+    """Open a ballot of N practices in this process, deliver it, and collect the links."""
     os.environ.update(env)
-    from app import ballots, clock, mail, outbox, roll
-    from app.db import migrate, session_scope
+    from app import mail, outbox
+    from bench.ballot import open_ballot
 
-    migrate()
-    now = clock.now().replace(microsecond=0)
-    definition = ballots.parse_definition(
-        {
-            "reference": "BENCH-1",
-            "title": "Benchmark",
-            "organisation": {"name": "NHS Bench CCG", "ods_code": "99B"},
-            "opens_at": (now - timedelta(hours=1)).isoformat(),
-            "closes_at": (now + timedelta(days=1)).isoformat(),
-            "questions": [{"id": "q", "text": "Carried?"}],
-            "rules": {"preset": "simple_majority", "constitution_ref": "bench"},
-        }
-    )
-    rows = [
-        roll.RollRow(
-            ods_code=f"B{i:05d}",
-            name=f"Practice {i}",
-            locality=f"L{i % 5}",
-            list_size=5000,
-            emails=[f"p{i}@bench.example"],
-        )
-        for i in range(practices)
-    ]
-    with session_scope() as session:
-        ballot = ballots.create(session, definition=definition)
-        roll.replace(session, ballot=ballot, rows=rows)
-    with session_scope() as session:
-        ballots.open_ballot(session, ballot_id=ballot.id, acknowledge_warnings=True)
+    open_ballot(practices)
     outbox.deliver_pending()
     pattern = re.compile(r"/vote/([A-Za-z0-9_-]+)")
     tokens = []
