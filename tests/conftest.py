@@ -15,6 +15,8 @@ from sqlalchemy.engine import Engine
 from app import clock, config
 from app import db as database
 from app.main import create_app
+from app.models import Role
+from tests import factories
 from tests.pgserver import running_postgres
 
 
@@ -106,3 +108,14 @@ def frozen_clock() -> Iterator[datetime]:
     clock.freeze(at)
     yield at
     clock.freeze(None)
+
+
+@pytest.fixture
+def secretariat(client: TestClient) -> dict[str, str]:
+    return factories.staff_headers(client, Role.secretariat)
+
+
+@pytest.fixture
+def ballot_id(client: TestClient, secretariat: dict[str, str], frozen_clock: object) -> int:
+    """An open ballot of nine practices, inside its voting period."""
+    return factories.open_ballot(client, secretariat)

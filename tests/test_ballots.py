@@ -7,16 +7,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app import ballots, clock, errors
-from app.models import Role
 from tests import factories
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "ballots" / "delegated-commissioning-2016.toml"
 VOTE = {"choices": {"delegated": "For", "constitution": "For"}}
-
-
-@pytest.fixture
-def secretariat(client: TestClient) -> dict[str, str]:
-    return factories.staff_headers(client, Role.secretariat)
 
 
 def test_example_ballot_file_loads_with_its_documents() -> None:

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from app import clock
-from app.models import BallotBoxEntry, Role
+from app.models import BallotBoxEntry
 from tests import factories
 
 OPTIONS = ("For", "Against", "Abstain")
@@ -184,16 +184,6 @@ def close_and_publish(client: TestClient, ballot_id: int, headers: dict[str, str
     for action in ("close", "publish"):
         response = client.post(f"/api/v1/ballots/{ballot_id}/{action}", headers=headers)
         assert response.status_code == 200, response.text
-
-
-@pytest.fixture
-def secretariat(client: TestClient) -> dict[str, str]:
-    return factories.staff_headers(client, Role.secretariat)
-
-
-@pytest.fixture
-def ballot_id(client: TestClient, secretariat: dict[str, str], frozen_clock: object) -> int:
-    return factories.open_ballot(client, secretariat)
 
 
 @pytest.fixture

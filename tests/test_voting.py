@@ -11,20 +11,9 @@ from sqlalchemy.engine import Engine
 from app import clock, config
 from app import db as database
 from app.main import create_app
-from app.models import Role
 from tests import factories
 
 VOTE = {"choices": {"delegated": "For", "constitution": "Abstain"}}
-
-
-@pytest.fixture
-def secretariat(client: TestClient) -> dict[str, str]:
-    return factories.staff_headers(client, Role.secretariat)
-
-
-@pytest.fixture
-def ballot_id(client: TestClient, secretariat: dict[str, str], frozen_clock: object) -> int:
-    return factories.open_ballot(client, secretariat)
 
 
 def test_get_shows_the_ballot_and_never_consumes_the_link(
