@@ -1,6 +1,7 @@
 """create_app(): routers, error handlers, logging that never carries a secret."""
 
 import contextlib
+import functools
 import logging
 import re
 import time
@@ -60,13 +61,15 @@ def _is_contention(exc: DBAPIError) -> bool:
 class HeadersAndAccessLog:
     """Security headers on every response, and an access log line with the link redacted."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, activity: outbox.Activity) -> None:
         self.app = app
+        self.activity = activity
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        self.activity.touch()
         started = time.perf_counter()
         path: str = scope["path"]
         status = 500
@@ -97,7 +100,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Run the outbox sender beside the server, unless a separate worker does it."""
     async with anyio.create_task_group() as tasks:
         if get_settings().mail_send_in_server:
-            tasks.start_soon(outbox.run_sender, app.state.database_turn)
+            tasks.start_soon(
+                functools.partial(
+                    outbox.run_sender, app.state.database_turn, activity=app.state.activity
+                )
+            )
         yield
         tasks.cancel_scope.cancel()
 
@@ -139,7 +146,8 @@ def create_app() -> FastAPI:
             )
         raise exc
 
-    app.add_middleware(HeadersAndAccessLog)
+    app.state.activity = outbox.Activity()
+    app.add_middleware(HeadersAndAccessLog, activity=app.state.activity)
     for module in (auth, ballots, vote_api, vote_pages, public):
         app.include_router(module.router)
     return app

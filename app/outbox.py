@@ -7,6 +7,7 @@ database. A retry mints a fresh link and never revokes one already handed to the
 
 import logging
 import random
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -117,8 +118,30 @@ def deliver_pending(*, on_progress: Callable[[Report], None] | None = None) -> R
     return total
 
 
-async def run_sender(turn: anyio.Semaphore, *, idle_seconds: float = 1.0) -> None:
-    """Deliver the outbox for as long as the server runs.
+class Activity:
+    """When the server last took a request, so mail can wait while people are voting."""
+
+    def __init__(self) -> None:
+        self.last_request = 0.0
+
+    def touch(self) -> None:
+        self.last_request = time.monotonic()
+
+    def busy(self) -> bool:
+        return time.monotonic() - self.last_request < BUSY_WINDOW
+
+
+# A sender inside the server shares its one interpreter with the voters: rendering and sending
+# mail would take CPU from casting. So it sends while the server is quiet, and during a burst
+# waits at most MAX_DEFER before sending a batch anyway.
+BUSY_WINDOW = 0.5
+MAX_DEFER = 30.0
+
+
+async def run_sender(
+    turn: anyio.Semaphore, *, activity: Activity | None = None, idle_seconds: float = 1.0
+) -> None:
+    """Deliver the outbox for as long as the server (or `mandate mail send --watch`) runs.
 
     Each database step takes the server's database turn, like a request does; rendering and
     talking to the mail server happen outside any transaction, so voters never wait on them.
@@ -128,19 +151,27 @@ async def run_sender(turn: anyio.Semaphore, *, idle_seconds: float = 1.0) -> Non
         async with turn:
             return await anyio.to_thread.run_sync(step, argument)
 
+    waiting_since: float | None = None
     while True:
+        if activity is not None and activity.busy():
+            waiting_since = waiting_since or time.monotonic()
+            if time.monotonic() - waiting_since < MAX_DEFER:
+                await anyio.sleep(BUSY_WINDOW)
+                continue
+        waiting_since = None
         report = Report()
         try:
-            while ids := await in_turn(_claim, get_settings().mail_batch_size):
+            if ids := await in_turn(_claim, get_settings().mail_batch_size):
                 outcomes = await anyio.to_thread.run_sync(_send, await in_turn(_mint_links, ids))
-                report.add(await in_turn(_record, outcomes))
+                report = await in_turn(_record, outcomes)
         except Exception:  # the sender must outlive a database or mail hiccup
             log.exception("outbox delivery failed; trying again shortly")
         if report.sent or report.failed:
             log.info(
                 "mail: %d sent, %d failed, %d to retry", report.sent, report.failed, report.retrying
             )
-        await anyio.sleep(idle_seconds)
+        if not (report.sent or report.failed or report.retrying or report.cancelled):
+            await anyio.sleep(idle_seconds)
 
 
 def _claim(limit: int) -> list[int]:

@@ -1,6 +1,7 @@
 """Exactly once under concurrency, against a real server process on the test database."""
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from app import clock
+from app import clock, config
 from app.db import session_scope
 from app.models import BallotBoxEntry, Role, RollEntry
 from tests import factories
@@ -24,13 +25,14 @@ from tests.pgserver import free_port
 VOTE = {"choices": {"delegated": "For", "constitution": "Against"}}
 
 
-@pytest.fixture
-def live_server(db: Engine, tmp_path: Path) -> Iterator[str]:
+@contextlib.contextmanager
+def _serving(tmp_path: Path, **env: str) -> Iterator[str]:
+    """`mandate serve` in a subprocess on the test database; yields its URL."""
     port = free_port()
     log = (tmp_path / "server.log").open("wb")
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "mandate"), "serve", "--port", str(port)],
-        env=dict(os.environ),
+        env={**os.environ, **env},
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -48,6 +50,12 @@ def live_server(db: Engine, tmp_path: Path) -> Iterator[str]:
         process.terminate()
         process.wait(timeout=20)
         log.close()
+
+
+@pytest.fixture
+def live_server(db: Engine, tmp_path: Path) -> Iterator[str]:
+    with _serving(tmp_path) as url:
+        yield url
 
 
 def _open_now(client: TestClient, *, emails_per_practice: int = 1) -> int:
@@ -122,3 +130,23 @@ def test_concurrent_casts_of_different_practices_all_count(
     statuses = asyncio.run(_cast_all(live_server, tokens * 5))
     assert statuses.count(200) == 9
     assert _recorded(ballot_id) == (9, 9)
+
+
+def test_the_server_delivers_its_outbox_by_itself(
+    client: TestClient, db: Engine, tmp_path: Path
+) -> None:
+    with _serving(tmp_path, MAIL_SEND_IN_SERVER="true") as url:
+        # Queued by another process on the same database; nobody calls the sender here.
+        _open_now(client)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and _delivered() < 9:
+            time.sleep(0.2)
+        assert _delivered() == 9
+        token = factories.token_for("G83001")
+        assert httpx.get(f"{url}/api/v1/vote/{token}").json()["has_voted"] is False
+
+
+def _delivered() -> int:
+    maildir = config.get_settings().maildir
+    assert maildir is not None
+    return len(list((maildir / "new").glob("*"))) if (maildir / "new").exists() else 0

@@ -18,12 +18,12 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from fastapi.testclient import TestClient
-from sqlalchemy import inspect, select, text
+from sqlalchemy import event, inspect, select, text
 from sqlalchemy.engine import Engine
 
 from app import clock, config, crypto, mail, outbox
 from app.db import session_scope
-from app.models import DeliveryStatus, OutboxMessage, Role
+from app.models import DeliveryStatus, OutboxMessage
 from tests import factories
 from tests.pgserver import free_port
 
@@ -196,20 +196,19 @@ def _practices(n: int, emails: Callable[[int], int]) -> list[dict[str, Any]]:
     return rows
 
 
-def _open_now(client: TestClient, headers: dict[str, str], rows: list[dict[str, Any]]) -> int:
+def _open_now(client: TestClient, secretariat: dict[str, str], rows: list[dict[str, Any]]) -> int:
     """A ballot open in real time, so retry delays pass without moving the clock."""
     now = clock.now()
     ballot_id = factories.draft_ballot(
         client,
-        headers,
+        secretariat,
         opens_at=(now - timedelta(hours=1)).isoformat(),
         closes_at=(now + timedelta(days=1)).isoformat(),
     )
-    response = client.put(f"/api/v1/ballots/{ballot_id}/roll", json=rows, headers=headers)
+    response = client.put(f"/api/v1/ballots/{ballot_id}/roll", json=rows, headers=secretariat)
     assert response.status_code == 200, response.text
-    response = client.post(
-        f"/api/v1/ballots/{ballot_id}/open", json={"acknowledge_warnings": True}, headers=headers
-    )
+    opened = {"acknowledge_warnings": True}
+    response = client.post(f"/api/v1/ballots/{ballot_id}/open", json=opened, headers=secretariat)
     assert response.status_code == 200, response.text
     return ballot_id
 
@@ -237,8 +236,8 @@ def _all_settled() -> bool:
     )
 
 
-def _deliveries(client: TestClient, ballot_id: int, headers: dict[str, str]) -> list[Any]:
-    response = client.get(f"/api/v1/ballots/{ballot_id}/deliveries", headers=headers)
+def _deliveries(client: TestClient, ballot_id: int, secretariat: dict[str, str]) -> list[Any]:
+    response = client.get(f"/api/v1/ballots/{ballot_id}/deliveries", headers=secretariat)
     assert response.status_code == 200, response.text
     rows: list[Any] = response.json()
     return rows
@@ -266,14 +265,13 @@ def _of_kind(received: list[Received], subject_starts: str) -> list[Received]:
 
 @pytest.mark.parametrize("batch_size", [500, 25])
 def test_opening_sends_one_working_invitation_per_address_over_one_connection_per_batch(
-    smtp: SmtpServer, client: TestClient, batch_size: int
+    smtp: SmtpServer, client: TestClient, secretariat: dict[str, str], batch_size: int
 ) -> None:
     smtp.configure(MAIL_BATCH_SIZE=str(batch_size))
-    headers = factories.staff_headers(client, Role.secretariat)
     rows = _practices(40, emails=lambda i: 1 + (i * 7) % 3)
     addresses = {a: row["ods_code"] for row in rows for a in row["emails"]}
     assert set(Counter(len(row["emails"]) for row in rows)) == {1, 2, 3}
-    _open_now(client, headers, rows)
+    _open_now(client, secretariat, rows)
 
     report = outbox.deliver_pending()
 
@@ -297,11 +295,10 @@ def test_opening_sends_one_working_invitation_per_address_over_one_connection_pe
 
 
 def test_invitations_wait_for_a_mail_server_that_is_down_and_arrive_once_it_is_up(
-    smtp: SmtpServer, client: TestClient
+    smtp: SmtpServer, client: TestClient, secretariat: dict[str, str]
 ) -> None:
     smtp.stop()
-    headers = factories.staff_headers(client, Role.secretariat)
-    ballot_id = _open_now(client, headers, _practices(9, emails=lambda i: 1 + i % 2))
+    ballot_id = _open_now(client, secretariat, _practices(9, emails=lambda i: 1 + i % 2))
 
     report = outbox.deliver_pending()
 
@@ -311,7 +308,7 @@ def test_invitations_wait_for_a_mail_server_that_is_down_and_arrive_once_it_is_u
     assert report.retrying >= len(queued) > 0
     assert {m.status for m in queued} == {DeliveryStatus.queued}
     assert all(m.last_error and "cannot reach 127.0.0.1" in m.last_error for m in queued)
-    assert all(d["status"] == "queued" for d in _deliveries(client, ballot_id, headers))
+    assert all(d["status"] == "queued" for d in _deliveries(client, ballot_id, secretariat))
 
     smtp.start()
     _deliver_until(lambda: len(smtp.handler.accepted()) >= len(queued))
@@ -324,11 +321,10 @@ def test_invitations_wait_for_a_mail_server_that_is_down_and_arrive_once_it_is_u
 
 
 def test_messages_the_server_defers_are_retried_and_delivered(
-    smtp: SmtpServer, client: TestClient
+    smtp: SmtpServer, client: TestClient, secretariat: dict[str, str]
 ) -> None:
     smtp.handler.defer_next = 3
-    headers = factories.staff_headers(client, Role.secretariat)
-    ballot_id = _open_now(client, headers, _practices(9, emails=lambda i: 1))
+    ballot_id = _open_now(client, secretariat, _practices(9, emails=lambda i: 1))
 
     _deliver_until(_all_settled)
 
@@ -337,7 +333,7 @@ def test_messages_the_server_defers_are_retried_and_delivered(
     received = smtp.handler.accepted()
     assert Counter(r.message_id for r in received) == Counter({m.message_id: 1 for m in _outbox()})
     assert {r.to: r.message_id for r in received if r.to in deferred} == deferred
-    deliveries = _deliveries(client, ballot_id, headers)
+    deliveries = _deliveries(client, ballot_id, secretariat)
     assert len(deliveries) == 9
     assert {d["status"] for d in deliveries} == {"sent"}
     assert {d["to"] for d in deliveries if d["attempts"] > 1} == set(deferred)
@@ -345,19 +341,18 @@ def test_messages_the_server_defers_are_retried_and_delivered(
 
 
 def test_a_message_the_server_refuses_for_good_is_failed_with_its_reply_and_not_retried(
-    smtp: SmtpServer, client: TestClient
+    smtp: SmtpServer, client: TestClient, secretariat: dict[str, str]
 ) -> None:
     rows = _practices(9, emails=lambda i: 2)
     unknown = rows[4]["emails"][1]
     smtp.handler.unknown_users = {unknown}
-    headers = factories.staff_headers(client, Role.secretariat)
-    ballot_id = _open_now(client, headers, rows)
+    ballot_id = _open_now(client, secretariat, rows)
 
     _deliver_until(_all_settled)
     time.sleep(0.3)  # longer than any retry delay
     outbox.deliver_pending()
 
-    deliveries = _deliveries(client, ballot_id, headers)
+    deliveries = _deliveries(client, ballot_id, secretariat)
     failed = [d for d in deliveries if d["status"] == "failed"]
     assert len(failed) == 1
     assert failed[0]["to"] == unknown
@@ -374,12 +369,11 @@ def test_a_message_the_server_refuses_for_good_is_failed_with_its_reply_and_not_
 
 
 def test_two_senders_at_once_never_send_a_message_twice(
-    smtp: SmtpServer, client: TestClient
+    smtp: SmtpServer, client: TestClient, secretariat: dict[str, str], db: Engine
 ) -> None:
     smtp.configure(MAIL_BATCH_SIZE="5")
     smtp.handler.data_delay = 0.01
-    headers = factories.staff_headers(client, Role.secretariat)
-    _open_now(client, headers, _practices(30, emails=lambda i: 1 + i % 3))
+    _open_now(client, secretariat, _practices(30, emails=lambda i: 1 + i % 3))
     start = threading.Barrier(2)
     reports: list[outbox.Report] = []
     errors: list[BaseException] = []
@@ -391,11 +385,21 @@ def test_two_senders_at_once_never_send_a_message_twice(
         except BaseException as exc:
             errors.append(exc)
 
-    senders = [threading.Thread(target=sender) for _ in range(2)]
-    for thread in senders:
-        thread.start()
-    for thread in senders:
-        thread.join(timeout=120)
+    def linger(*args: Any) -> None:
+        # Hold each claim open a moment, so the two senders' claims overlap every time.
+        statement: str = args[2]
+        if all(part in statement for part in ("SELECT", "FROM outbox_message", "LIMIT")):
+            time.sleep(0.05)
+
+    event.listen(db, "after_cursor_execute", linger)
+    try:
+        senders = [threading.Thread(target=sender) for _ in range(2)]
+        for thread in senders:
+            thread.start()
+        for thread in senders:
+            thread.join(timeout=120)
+    finally:
+        event.remove(db, "after_cursor_execute", linger)
 
     assert errors == []
     queued = _outbox()
@@ -409,10 +413,9 @@ def test_two_senders_at_once_never_send_a_message_twice(
 
 
 def test_no_token_rests_in_the_database_while_or_after_it_is_sent(
-    smtp: SmtpServer, client: TestClient, db: Engine
+    smtp: SmtpServer, client: TestClient, secretariat: dict[str, str], db: Engine
 ) -> None:
-    headers = factories.staff_headers(client, Role.secretariat)
-    _open_now(client, headers, _practices(9, emails=lambda i: 1 + i % 3))
+    _open_now(client, secretariat, _practices(9, emails=lambda i: 1 + i % 3))
     before = _stored_text(db)
     # What the database holds at the moment the mail server has each message in hand.
     in_flight: list[tuple[str | None, str]] = []
@@ -434,11 +437,10 @@ def test_no_token_rests_in_the_database_while_or_after_it_is_sent(
 
 
 def test_reminders_reach_only_practices_that_have_not_voted_and_both_links_work(
-    smtp: SmtpServer, client: TestClient
+    smtp: SmtpServer, client: TestClient, secretariat: dict[str, str]
 ) -> None:
-    headers = factories.staff_headers(client, Role.secretariat)
     rows = _practices(9, emails=lambda i: 2)
-    ballot_id = _open_now(client, headers, rows)
+    ballot_id = _open_now(client, secretariat, rows)
     outbox.deliver_pending()
     invitations = {r.to: r.token for r in smtp.handler.accepted()}
     voted = {rows[0]["ods_code"], rows[1]["ods_code"]}
@@ -446,7 +448,7 @@ def test_reminders_reach_only_practices_that_have_not_voted_and_both_links_work(
         response = client.post(f"/api/v1/vote/{invitations[row['emails'][0]]}", json=VOTE)
         assert response.status_code == 200, response.text
 
-    response = client.post(f"/api/v1/ballots/{ballot_id}/reminders", headers=headers)
+    response = client.post(f"/api/v1/ballots/{ballot_id}/reminders", headers=secretariat)
     assert response.status_code == 200, response.text
     assert response.json()["practices"] == 7
     _deliver_until(_all_settled)
@@ -466,22 +468,21 @@ def test_reminders_reach_only_practices_that_have_not_voted_and_both_links_work(
     assert client.post(f"/api/v1/vote/{reminder_links[practice[1]]}", json=VOTE).status_code == 200
     assert client.post(f"/api/v1/vote/{invitations[practice[0]]}", json=VOTE).status_code == 409
     assert client.post(f"/api/v1/vote/{reminder_links[practice[0]]}", json=VOTE).status_code == 409
-    turnout = client.get(f"/api/v1/ballots/{ballot_id}/turnout", headers=headers).json()
+    turnout = client.get(f"/api/v1/ballots/{ballot_id}/turnout", headers=secretariat).json()
     assert turnout["voted"] == 3
 
 
 def test_a_reissue_delivers_a_new_link_and_the_old_links_stop_working(
-    smtp: SmtpServer, client: TestClient
+    smtp: SmtpServer, client: TestClient, secretariat: dict[str, str]
 ) -> None:
-    headers = factories.staff_headers(client, Role.secretariat)
     rows = _practices(9, emails=lambda i: 2)
-    ballot_id = _open_now(client, headers, rows)
+    ballot_id = _open_now(client, secretariat, rows)
     outbox.deliver_pending()
     old = {r.to: r.token for r in smtp.handler.accepted()}
     practice = rows[3]
 
     response = client.post(
-        f"/api/v1/ballots/{ballot_id}/voters/{practice['ods_code']}/reissue", headers=headers
+        f"/api/v1/ballots/{ballot_id}/voters/{practice['ods_code']}/reissue", headers=secretariat
     )
     assert response.status_code == 200, response.text
     _deliver_until(_all_settled)
@@ -502,11 +503,10 @@ def test_a_reissue_delivers_a_new_link_and_the_old_links_stop_working(
 
 
 def test_the_vote_confirmation_reaches_every_address_without_receipt_or_choices(
-    smtp: SmtpServer, client: TestClient
+    smtp: SmtpServer, client: TestClient, secretariat: dict[str, str]
 ) -> None:
-    headers = factories.staff_headers(client, Role.secretariat)
     rows = _practices(9, emails=lambda i: 3)
-    _open_now(client, headers, rows)
+    _open_now(client, secretariat, rows)
     outbox.deliver_pending()
     token = next(r.token for r in smtp.handler.accepted() if r.to == rows[2]["emails"][1])
 
@@ -527,10 +527,9 @@ def test_the_vote_confirmation_reaches_every_address_without_receipt_or_choices(
 
 
 def test_reading_a_link_any_number_of_times_consumes_nothing(
-    smtp: SmtpServer, client: TestClient
+    smtp: SmtpServer, client: TestClient, secretariat: dict[str, str]
 ) -> None:
-    headers = factories.staff_headers(client, Role.secretariat)
-    ballot_id = _open_now(client, headers, _practices(9, emails=lambda i: 1))
+    ballot_id = _open_now(client, secretariat, _practices(9, emails=lambda i: 1))
     outbox.deliver_pending()
     token = next(r.token for r in smtp.handler.accepted() if "g83001" in r.to)
     assert token is not None
@@ -544,7 +543,7 @@ def test_reading_a_link_any_number_of_times_consumes_nothing(
     read = client.get(f"/api/v1/vote/{token}").json()
     assert read["has_voted"] is False
     assert read["voted_at"] is None
-    turnout = client.get(f"/api/v1/ballots/{ballot_id}/turnout", headers=headers).json()
+    turnout = client.get(f"/api/v1/ballots/{ballot_id}/turnout", headers=secretariat).json()
     assert turnout["voted"] == 0
     assert client.post(f"/api/v1/vote/{token}", json=VOTE).status_code == 200
     assert client.get(f"/api/v1/vote/{token}").json()["has_voted"] is True
@@ -569,17 +568,17 @@ METADATA = {
 
 
 def test_after_delivery_the_outbox_keeps_metadata_only(
-    smtp: SmtpServer, client: TestClient, db: Engine
+    smtp: SmtpServer, client: TestClient, secretariat: dict[str, str], db: Engine
 ) -> None:
-    headers = factories.staff_headers(client, Role.secretariat)
     rows = _practices(9, emails=lambda i: 2)
-    ballot_id = _open_now(client, headers, rows)
+    ballot_id = _open_now(client, secretariat, rows)
     outbox.deliver_pending()
     first = next(r.token for r in smtp.handler.accepted() if r.to == rows[0]["emails"][0])
     assert client.post(f"/api/v1/vote/{first}", json=VOTE).status_code == 200
-    reissued = f"/api/v1/ballots/{ballot_id}/voters/{rows[1]['ods_code']}/reissue"
-    assert client.post(reissued, headers=headers).status_code == 200
-    assert client.post(f"/api/v1/ballots/{ballot_id}/reminders", headers=headers).status_code == 200
+    ballot = f"/api/v1/ballots/{ballot_id}"
+    reissued = client.post(f"{ballot}/voters/{rows[1]['ods_code']}/reissue", headers=secretariat)
+    assert reissued.status_code == 200
+    assert client.post(f"{ballot}/reminders", headers=secretariat).status_code == 200
     _deliver_until(_all_settled)
 
     received = smtp.handler.accepted()
