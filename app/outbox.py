@@ -16,7 +16,7 @@ from typing import TypeVar
 
 import anyio
 import anyio.to_thread
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from app import clock, crypto, mail
@@ -204,6 +204,7 @@ class _Claimed:
     practice: RollEntry
     ballot: Ballot
     link: str | None
+    link_hash: str | None = None
     cancelled: str | None = None
 
 
@@ -223,30 +224,36 @@ def _mint_links(ids: list[int]) -> list[_Claimed]:
             if reason is not None:
                 claimed.append(_Claimed(message, practice, ballot, None, cancelled=reason))
                 continue
-            link = None
+            link = link_hash = None
             if message.kind in mail.WITH_LINK:
                 token = crypto.new_token()
+                link, link_hash = mail.vote_url(token), crypto.token_hash(token)
                 session.add(
                     VotingLink(
                         roll_entry_id=practice.id, email=message.to_address,
-                        token_hash=crypto.token_hash(token), issued_at=now,
+                        token_hash=link_hash, issued_at=now,
                     )
                 )  # fmt: skip
-                link = mail.vote_url(token)
-            claimed.append(_Claimed(message, practice, ballot, link))
+            claimed.append(_Claimed(message, practice, ballot, link, link_hash))
     # Committed before anything is sent: a link that reaches a practice is always known here.
     return claimed
 
 
-_Outcomes = dict[int, tuple[DeliveryStatus, str | None]]
+@dataclass
+class _Sent:
+    """What became of a batch, and the links that certainly never left this process."""
+
+    outcomes: dict[int, tuple[DeliveryStatus, str | None]]
+    unsent_links: list[str]
 
 
-def _send(claimed: list[_Claimed]) -> _Outcomes:
+def _send(claimed: list[_Claimed]) -> _Sent:
     """Render and send over one connection; no transaction is open meanwhile."""
-    outcomes: _Outcomes = {
-        c.message.id: (DeliveryStatus.cancelled, c.cancelled) for c in claimed if c.cancelled
-    }
+    sent = _Sent(
+        {c.message.id: (DeliveryStatus.cancelled, c.cancelled) for c in claimed if c.cancelled}, []
+    )
     wanted = [c for c in claimed if not c.cancelled]
+    in_flight = None
     try:
         with mail.transport() as transport:
             for c in wanted:
@@ -254,17 +261,27 @@ def _send(claimed: list[_Claimed]) -> _Outcomes:
                     MessageKind(c.message.kind), ballot=c.ballot, practice=c.practice,
                     to=c.message.to_address, message_id=c.message.message_id, link=c.link,
                 )  # fmt: skip
+                in_flight = c
                 try:
                     transport.send(rendered)
-                    outcomes[c.message.id] = (DeliveryStatus.sent, None)
+                    sent.outcomes[c.message.id] = (DeliveryStatus.sent, None)
                 except mail.DeliveryFailed as exc:
                     status = DeliveryStatus.failed if exc.permanent else DeliveryStatus.queued
-                    outcomes[c.message.id] = (status, exc.reply)
+                    sent.outcomes[c.message.id] = (status, exc.reply)
     except mail.ConnectionLost as exc:
         log.warning("mail server unreachable, will retry: %s", exc)
         for c in wanted:
-            outcomes.setdefault(c.message.id, (DeliveryStatus.queued, str(exc)))
-    return outcomes
+            sent.outcomes.setdefault(c.message.id, (DeliveryStatus.queued, str(exc)))
+    # A refused message, or one never handed over, took its link nowhere: forget the link. The
+    # message in flight when a connection broke may have arrived, so its link stays valid.
+    sent.unsent_links = [
+        c.link_hash
+        for c in wanted
+        if c.link_hash is not None
+        and c is not in_flight
+        and sent.outcomes[c.message.id][0] != DeliveryStatus.sent
+    ]
+    return sent
 
 
 def _no_longer_wanted(message: OutboxMessage, practice: RollEntry, ballot: Ballot) -> str | None:
@@ -277,10 +294,13 @@ def _no_longer_wanted(message: OutboxMessage, practice: RollEntry, ballot: Ballo
     return None
 
 
-def _record(outcomes: _Outcomes) -> Report:
+def _record(sent: _Sent) -> Report:
     report = Report()
     settings = get_settings()
+    outcomes = sent.outcomes
     with session_scope() as session:
+        if sent.unsent_links:
+            session.execute(delete(VotingLink).where(VotingLink.token_hash.in_(sent.unsent_links)))
         now = clock.now()
         for message in session.scalars(select(OutboxMessage).where(OutboxMessage.id.in_(outcomes))):
             status, reply = outcomes[message.id]

@@ -36,7 +36,8 @@ def _answers(form: FormData) -> tuple[dict[str, str], str, str]:
     return choices, name if isinstance(name, str) else "", role if isinstance(role, str) else ""
 
 
-@router.get("", response_class=HTMLResponse)
+# HEAD too: mail link scanners probe links with it, and it must answer without consuming.
+@router.api_route("", methods=["GET", "HEAD"], response_class=HTMLResponse)
 def start(token: str, link: VoterLink, request: Request, session: SessionDep) -> HTMLResponse:
     v = voting.view(session, link=link)
     if v.phase is voting.Phase.open and v.practice.voted_at is None:
