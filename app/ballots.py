@@ -269,8 +269,17 @@ def rules_of(ballot: Ballot) -> counting.Rules:
     return counting.Rules.model_validate(ballot.definition["rules"])
 
 
+# Parsed once per frozen definition: a cast reads the questions while it holds the database.
+_frozen_questions: dict[str, list[Question]] = {}
+
+
 def questions_of(ballot: Ballot) -> list[Question]:
-    return [Question.model_validate(q) for q in ballot.definition["questions"]]
+    if ballot.frozen_hash is not None and ballot.frozen_hash in _frozen_questions:
+        return _frozen_questions[ballot.frozen_hash]
+    questions = [Question.model_validate(q) for q in ballot.definition["questions"]]
+    if ballot.frozen_hash is not None:
+        _frozen_questions[ballot.frozen_hash] = questions
+    return questions
 
 
 def require_status(ballot: Ballot, status: BallotStatus, doing: str) -> None:

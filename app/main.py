@@ -120,6 +120,7 @@ def create_app() -> FastAPI:
         redoc_url=None,
     )
     app.state.database_turn = database_turn()
+    app.state.database_is_sqlite = get_settings().database_url.startswith("sqlite")
 
     @app.exception_handler(errors.AppError)
     async def _app_error(request: Request, exc: errors.AppError) -> Response:
