@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
-from email.utils import make_msgid
+from email.utils import make_msgid, parseaddr
 from typing import TypeVar
 
 import anyio
@@ -49,9 +49,11 @@ def enqueue(
 ) -> None:
     """Queue one message of this kind to each address of the practice (or to those given)."""
     now = clock.now()
+    # Message-IDs under the sender's own domain, as mail relays and spam filters expect.
+    domain = parseaddr(get_settings().mail_from)[1].rpartition("@")[2] or "mandate.invalid"
     rows = [
         {
-            "message_id": make_msgid(domain="mandate.invalid"),
+            "message_id": make_msgid(domain=domain),
             "kind": kind,
             "status": DeliveryStatus.queued,
             "ballot_id": ballot.id,

@@ -44,6 +44,7 @@ def test_invitation_names_the_practice_and_closing_time_but_keeps_the_link_out_o
     assert isinstance(html, bytes)
     assert f'<a href="http://testserver/vote/{token}">' in html.decode()
     assert len({m["Message-ID"] for m in messages}) == 9
+    assert all(str(m["Message-ID"]).endswith("@localhost>") for m in messages)  # MAIL_FROM's
 
 
 def test_extension_is_told_to_every_address_without_a_link(
