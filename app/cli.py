@@ -17,7 +17,7 @@ from rich.progress import Progress
 from rich.table import Table
 from sqlalchemy import select
 
-from app import ballots, clock, errors, mail, outbox, roll, staff
+from app import ballots, clock, definitions, errors, mail, outbox, roll, staff
 from app.config import get_settings
 from app.db import migrate as run_migrations
 from app.db import session_scope
@@ -86,7 +86,7 @@ def staff_add(
 
 
 def _load(path: Path, *, from_now: bool = False) -> int:
-    definition = ballots.read_ballot_file(path)
+    definition = definitions.read_ballot_file(path)
     if from_now:
         # For a demonstration: the same ballot, open from now for fourteen days.
         opens = clock.now().replace(microsecond=0)
@@ -245,7 +245,7 @@ def _sample_links(limit: int) -> list[str]:
 def demo(file: Path = DEMO_BALLOT) -> None:
     """Set up a demonstration: migrate, load and open the example ballot, a demo account."""
     run_migrations()
-    definition = ballots.read_ballot_file(file)
+    definition = definitions.read_ballot_file(file)
     with session_scope() as session:
         ballot_id = session.scalar(
             select(Ballot.id).where(Ballot.reference == definition.reference)

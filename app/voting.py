@@ -8,7 +8,7 @@ from enum import StrEnum
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from app import ballots, clock, crypto, errors, outbox
+from app import ballots, clock, crypto, definitions, errors, outbox
 from app.models import (
     Ballot,
     BallotBoxEntry,
@@ -71,7 +71,7 @@ class VoterView:
     ballot: Ballot
     practice: RollEntry
     phase: Phase
-    questions: list[ballots.Question]
+    questions: list[definitions.Question]
     abstain_means: str
 
 
@@ -87,7 +87,9 @@ def view(session: Session, *, link: VotingLink) -> VoterView:
     )
 
 
-def check_choices(questions: list[ballots.Question], choices: Mapping[str, str]) -> dict[str, str]:
+def check_choices(
+    questions: list[definitions.Question], choices: Mapping[str, str]
+) -> dict[str, str]:
     """Every question answered with one of its options; problems name the question only."""
     # The error must not echo what was chosen, so it names the question and its options.
     known = {q.id: q for q in questions}

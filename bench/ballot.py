@@ -2,7 +2,7 @@
 
 from datetime import timedelta
 
-from app import ballots, clock, roll
+from app import ballots, clock, definitions, roll
 from app.db import migrate, session_scope
 
 
@@ -10,7 +10,7 @@ def open_ballot(practices: int) -> int:
     """Migrate the configured database, then create and open the ballot (invitations queued)."""
     migrate()
     now = clock.now().replace(microsecond=0)
-    definition = ballots.parse_definition(
+    definition = definitions.parse_definition(
         {
             "reference": "BENCH-1",
             "title": "Benchmark",

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from app import ballots, clock, errors
+from app import clock, definitions, errors
 from tests import factories
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "ballots" / "delegated-commissioning-2016.toml"
@@ -14,7 +14,7 @@ VOTE = {"choices": {"delegated": "For", "constitution": "For"}}
 
 
 def test_example_ballot_file_loads_with_its_documents() -> None:
-    definition = ballots.read_ballot_file(EXAMPLE)
+    definition = definitions.read_ballot_file(EXAMPLE)
     assert definition.organisation.ods_code == "99X"
     assert [q.id for q in definition.questions] == ["delegated", "constitution"]
     assert definition.questions[0].options == ["For", "Against", "Abstain"]
@@ -35,7 +35,7 @@ def test_bad_ballot_file_lists_every_problem_with_its_location(tmp_path: Path) -
     path.write_text(bad)
     (tmp_path / "delegated-commissioning-proposal.md").write_text("proposal")
     with pytest.raises(errors.InvalidInput) as raised:
-        ballots.read_ballot_file(path)
+        definitions.read_ballot_file(path)
     problems = {p["loc"]: p["problem"] for p in raised.value.problems or []}
     assert problems["questions[1].options"] == 'duplicate option "For"'
     assert "organisation.ods_code" in problems

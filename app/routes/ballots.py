@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, status
 from pydantic import AwareDatetime, BaseModel
 
-from app import ballots, errors, outbox, roll
+from app import ballots, definitions, errors, outbox, roll
 from app.deps import AnyStaff, Secretariat, SessionDep
 from app.models import (
     Ballot,
@@ -162,7 +162,7 @@ RollUpload = Annotated[list[roll.RollRow], Depends(read_roll)]
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 def create_ballot(
-    body: ballots.BallotDefinition, _user: Secretariat, session: SessionDep
+    body: definitions.BallotDefinition, _user: Secretariat, session: SessionDep
 ) -> BallotOut:
     return BallotOut.of(ballots.create(session, definition=body))
 
@@ -179,7 +179,7 @@ def read_ballot(ballot_id: int, _user: AnyStaff, session: SessionDep) -> BallotO
 
 @router.put("/{ballot_id}")
 def edit_ballot(
-    ballot_id: int, body: ballots.BallotDefinition, _user: Secretariat, session: SessionDep
+    ballot_id: int, body: definitions.BallotDefinition, _user: Secretariat, session: SessionDep
 ) -> BallotOut:
     ballot = ballots.get(session, ballot_id, lock="update", with_documents=True)
     return BallotOut.of(ballots.update(session, ballot=ballot, definition=body))

@@ -1,0 +1,137 @@
+"""The ballot definition: the schema of a ballot file (TOML) and of the API's JSON."""
+
+import base64
+import tomllib
+from collections import Counter
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from app import counting, errors
+from app.models import ReceiptMode
+
+DEFAULT_OPTIONS = ("For", "Against", "Abstain")
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class Schema(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Organisation(Schema):
+    name: Name
+    ods_code: Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{3,6}$")]
+    # Who practices contact about the ballot, as the emails should say it.
+    contact: Name | None = None
+
+
+class Question(Schema):
+    id: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")]
+    text: Text
+    options: list[Name] = Field(default_factory=lambda: list(DEFAULT_OPTIONS))
+    rules: counting.QuestionRules | None = None
+
+    @field_validator("options")
+    @classmethod
+    def _options_are_usable(cls, options: list[str]) -> list[str]:
+        seen: set[str] = set()
+        for option in options:
+            if option in seen:
+                raise ValueError(f'duplicate option "{option}"')
+            seen.add(option)
+        missing = [o for o in ("For", "Against") if o not in seen]
+        if missing:
+            raise ValueError(f"the options must include {' and '.join(missing)}")
+        return options
+
+
+class DocumentIn(Schema):
+    title: Name
+    file: Annotated[str, StringConstraints(pattern=r"^[\w][\w .()/-]{0,199}$")]
+    # Given by the API (base64); filled from `file` when a ballot file is loaded from disk.
+    content_base64: str | None = Field(default=None, repr=False)
+    # Optional pin written in the ballot file: loading refuses a file whose digest differs.
+    sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] | None = None
+
+
+class Consultation(Schema):
+    date: date
+    body: Name
+    summary: Text
+
+
+class BallotDefinition(Schema):
+    reference: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{2,63}$")]
+    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
+    organisation: Organisation
+    receipt_mode: ReceiptMode = ReceiptMode.inclusion_only
+    opens_at: AwareDatetime
+    closes_at: AwareDatetime
+    questions: list[Question] = Field(min_length=1, max_length=20)
+    documents: list[DocumentIn] = Field(default_factory=list, max_length=20)
+    consultations: list[Consultation] = Field(default_factory=list)
+    rules: counting.Rules
+    # Path of the roll file next to the ballot file; only the CLI loader reads it.
+    roll: str | None = None
+
+    @field_validator("questions")
+    @classmethod
+    def _question_ids_unique(cls, questions: list[Question]) -> list[Question]:
+        duplicates = [q for q, n in Counter(q.id for q in questions).items() if n > 1]
+        if duplicates:
+            raise ValueError(f'duplicate question id "{duplicates[0]}"')
+        return questions
+
+    @model_validator(mode="after")
+    def _closes_after_opening(self) -> "BallotDefinition":
+        if self.closes_at <= self.opens_at:
+            raise ValueError("closes_at must be after opens_at")
+        return self
+
+
+def parse_definition(data: Any) -> BallotDefinition:
+    """Validate a definition, listing every problem with its location."""
+    try:
+        return BallotDefinition.model_validate(data)
+    except ValidationError as exc:
+        problems = errors.problems_from_validation(exc.errors())
+        raise errors.InvalidInput(
+            f"The ballot definition has {len(problems)} problem(s): "
+            + errors.describe_problems(problems),
+            problems=problems,
+        ) from None
+
+
+def read_ballot_file(path: Path) -> BallotDefinition:
+    """Load a TOML ballot file and the documents it names (relative to the file)."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise errors.InvalidInput(f"{path.name} is not valid TOML: {exc}") from None
+    for document in data.get("documents", []):
+        if isinstance(document, dict) and isinstance(document.get("file"), str):
+            target = path.parent / document["file"]
+            if target.is_file():
+                document["content_base64"] = base64.b64encode(target.read_bytes()).decode()
+    definition = parse_definition(data)
+    missing = [
+        {"loc": f"documents[{i}].file", "problem": f"no file {d.file} next to {path.name}"}
+        for i, d in enumerate(definition.documents)
+        if d.content_base64 is None
+    ]
+    if missing:
+        raise errors.InvalidInput(errors.describe_problems(missing), problems=missing)
+    return definition
