@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from app import clock, counting, crypto, errors, outbox, roll
+from app import audit, clock, counting, errors, outbox, proof, roll
 from app.definitions import BallotDefinition, Question
 from app.models import (
     Ballot,
@@ -39,7 +39,7 @@ def _documents(definition: BallotDefinition) -> list[Document]:
         if not content:
             problems.append({"loc": f"documents[{i}]", "problem": "the document is empty"})
             continue
-        digest = crypto.sha256_hex(content)
+        digest = proof.sha256_hex(content)
         if doc.sha256 is not None and doc.sha256 != digest:
             problems.append(
                 {"loc": f"documents[{i}].sha256", "problem": f"the file's SHA-256 is {digest}"}
@@ -69,7 +69,7 @@ def _stored_definition(definition: BallotDefinition, documents: list[Document]) 
     return stored
 
 
-def create(session: Session, *, definition: BallotDefinition) -> Ballot:
+def create(session: Session, *, definition: BallotDefinition, actor: str) -> Ballot:
     """Create a draft ballot from a validated definition."""
     existing = session.scalar(select(Ballot.id).where(Ballot.reference == definition.reference))
     if existing is not None:
@@ -81,17 +81,29 @@ def create(session: Session, *, definition: BallotDefinition) -> Ballot:
     _apply(ballot, definition)
     session.add(ballot)
     session.flush()
+    audit.append(
+        session, ballot=ballot, actor=actor, action="ballot_created",
+        reference=ballot.reference, title=ballot.title, definition_sha256=definition_hash(ballot),
+    )  # fmt: skip
     return ballot
 
 
-def update(session: Session, *, ballot: Ballot, definition: BallotDefinition) -> Ballot:
+def update(session: Session, *, ballot: Ballot, definition: BallotDefinition, actor: str) -> Ballot:
     """Replace a draft's definition; opened ballots are frozen."""
     require_status(ballot, BallotStatus.draft, "edit it")
     if definition.reference != ballot.reference:
         raise errors.InvalidInput("The reference of a ballot cannot be changed.")
     _apply(ballot, definition)
     session.flush()
+    audit.append(
+        session, ballot=ballot, actor=actor, action="ballot_edited",
+        title=ballot.title, definition_sha256=definition_hash(ballot),
+    )  # fmt: skip
     return ballot
+
+
+def definition_hash(ballot: Ballot) -> str:
+    return proof.sha256_hex(proof.canonical_json(ballot.definition))
 
 
 def _apply(ballot: Ballot, definition: BallotDefinition) -> None:
@@ -208,13 +220,14 @@ def frozen_hash(session: Session, *, ballot: Ballot) -> str:
         "documents": [d["sha256"] for d in ballot.definition["documents"]],
         "roll": roll.canonical(session, ballot=ballot),
     }
-    return crypto.sha256_hex(crypto.canonical_json(frozen))
+    return proof.sha256_hex(proof.canonical_json(frozen))
 
 
 def open_ballot(
     session: Session,
     *,
     ballot_id: int,
+    actor: str,
     acknowledge_warnings: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> Ballot:
@@ -235,7 +248,7 @@ def open_ballot(
             + " ".join(p.message for p in warnings),
             problems=[{"loc": p.code, "problem": p.message} for p in warnings],
         )
-    rules = rules_of(ballot)
+    rules, definition = rules_of(ballot), ballot.definition
     for entry in roll.entries(session, ballot=ballot):
         entry.votes = rules.votes_for(entry.list_size)
     now = clock.now()
@@ -243,11 +256,22 @@ def open_ballot(
     ballot.opened_at = now
     ballot.frozen_hash = frozen_hash(session, ballot=ballot)
     session.flush()
+    audit.append(
+        session, ballot=ballot, actor=actor, action="opened",
+        frozen_hash=ballot.frozen_hash, definition_sha256=definition_hash(ballot),
+        roll_sha256=roll.roll_hash(session, ballot=ballot),
+        documents=[{"file": d["file"], "sha256": d["sha256"]} for d in definition["documents"]],
+        eligible=len(roll.entries(session, ballot=ballot)), receipt_mode=ballot.receipt_mode,
+        opens_at=proof.instant(ballot.opens_at), closes_at=proof.instant(ballot.closes_at),
+        warnings_acknowledged=[w.code for w in warnings],
+    )  # fmt: skip
     roll.invite_all(session, ballot=ballot, on_progress=on_progress)
     return ballot
 
 
-def extend_close(session: Session, *, ballot_id: int, closes_at: datetime, reason: str) -> Ballot:
+def extend_close(
+    session: Session, *, ballot_id: int, closes_at: datetime, reason: str, actor: str
+) -> Ballot:
     """Move the close later, once, with a reason told to every practice."""
     ballot = get(session, ballot_id, lock="update")
     require_status(ballot, BallotStatus.open, "have its close extended")
@@ -262,6 +286,11 @@ def extend_close(session: Session, *, ballot_id: int, closes_at: datetime, reaso
         )
     if not reason.strip():
         raise errors.InvalidInput("Give the reason for the extension; every practice is told it.")
+    audit.append(
+        session, ballot=ballot, actor=actor, action="close_extended",
+        closes_at_was=proof.instant(ballot.closes_at), closes_at=proof.instant(closes_at),
+        reason=reason.strip(),
+    )  # fmt: skip
     ballot.closes_at = closes_at
     ballot.close_extended_reason = reason.strip()
     session.flush()
@@ -271,7 +300,7 @@ def extend_close(session: Session, *, ballot_id: int, closes_at: datetime, reaso
     return ballot
 
 
-def close_ballot(session: Session, *, ballot_id: int) -> Ballot:
+def close_ballot(session: Session, *, ballot_id: int, actor: str) -> Ballot:
     """Stop voting; before the closing time only if every practice has voted."""
     # FOR UPDATE waits for every cast holding the row FOR SHARE, so no vote commits after this.
     ballot = get(session, ballot_id, lock="update")
@@ -288,21 +317,69 @@ def close_ballot(session: Session, *, ballot_id: int) -> Ballot:
     ballot.status = BallotStatus.closed
     ballot.closed_at = now
     session.flush()
+    root, cast = box_commitment(session, ballot=ballot)
+    audit.append(
+        session, ballot=ballot, actor=actor, action="closed",
+        ballots_cast=cast, practices_voted=turnout_figures(session, ballot=ballot)[1],
+        ballot_box_root=root,
+    )  # fmt: skip
     return ballot
 
 
-def publish(session: Session, *, ballot_id: int) -> Ballot:
-    """Count a closed ballot and publish the result; published is final."""
+def box_commitment(session: Session, *, ballot: Ballot) -> tuple[str, int]:
+    """(root hash over the box exactly as it will be published, number of ballots)."""
+    entries = box_entries(session, ballot=ballot)
+    return proof.box_root(proof.published_box(ballot.receipt_mode, entries)), len(entries)
+
+
+def box_entries(session: Session, *, ballot: Ballot) -> list[dict[str, Any]]:
+    """The ballot box as plain values: receipt, choices and the figures a recount needs."""
+    return [
+        {"receipt_code": e.receipt_code, "choices": e.choices, "locality": e.locality,
+         "votes": e.votes}
+        for e in ballot_box(session, ballot=ballot)
+    ]  # fmt: skip
+
+
+class BoxChanged(errors.Conflict):
+    pass
+
+
+def publish(session: Session, *, ballot_id: int, actor: str) -> Ballot:
+    """Count a closed ballot and publish the result; published is final.
+
+    The box must be exactly the one committed to at close: a changed, added or removed entry
+    stops the publication.
+    """
     ballot = get(session, ballot_id, lock="update")
     require_status(ballot, BallotStatus.closed, "be published")
+    closed = audit.last(session, ballot=ballot, action="closed")
+    root, cast = box_commitment(session, ballot=ballot)
+    if closed is None or closed.payload.get("ballot_box_root") != root:
+        raise BoxChanged(
+            "The ballot box is not the one committed to at close (its root hash differs), so "
+            "the result cannot be published. Nothing was counted or published; the returning "
+            "officer and the scrutineer should investigate before anything else is done."
+        )
+    voted = turnout_figures(session, ballot=ballot)[1]
+    if cast != voted:
+        raise BoxChanged(
+            f"The ballot box holds {cast} ballots but {voted} practices are marked as voted, so "
+            "the result cannot be published; the returning officer and the scrutineer should "
+            "investigate."
+        )
     ballot.result = count(session, ballot=ballot)
     ballot.status = BallotStatus.published
     ballot.published_at = clock.now()
     session.flush()
+    audit.append(
+        session, ballot=ballot, actor=actor, action="published",
+        result=ballot.result, ballot_box_root=root,
+    )  # fmt: skip
     return ballot
 
 
-def void(session: Session, *, ballot_id: int, reason: str) -> Ballot:
+def void(session: Session, *, ballot_id: int, reason: str, actor: str) -> Ballot:
     """Mark a ballot void with a reason; nothing else about it changes."""
     ballot = get(session, ballot_id, lock="update")
     if ballot.status == BallotStatus.voided:
@@ -311,6 +388,10 @@ def void(session: Session, *, ballot_id: int, reason: str) -> Ballot:
         raise errors.InvalidInput(
             "Give the reason the ballot is void; it is shown with the result."
         )
+    audit.append(
+        session, ballot=ballot, actor=actor, action="voided",
+        status_was=ballot.status, reason=reason.strip(),
+    )  # fmt: skip
     ballot.status = BallotStatus.voided
     ballot.voided_at = clock.now()
     ballot.void_reason = reason.strip()
@@ -332,18 +413,12 @@ def count(session: Session, *, ballot: Ballot) -> dict[str, Any]:
         counting.Paper(locality=p.locality, votes=p.votes, choices=p.choices)
         for p in ballot_box(session, ballot=ballot)
     ]
-    results = counting.count(
+    return counting.declare(
         rules,
         questions=[(q.id, q.options, q.rules) for q in questions_of(ballot)],
         electors=electors,
         papers=papers,
     )
-    return {
-        "eligible": len(electors),
-        "ballots_cast": len(papers),
-        "constitution_ref": rules.constitution_ref,
-        "questions": [r.as_dict() for r in results],
-    }
 
 
 def ballot_box(session: Session, *, ballot: Ballot) -> list[BallotBoxEntry]:

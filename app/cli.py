@@ -1,5 +1,8 @@
 """The `mandate` command for operators."""
 
+import base64
+import getpass
+import json
 import logging
 import mailbox
 import re
@@ -17,7 +20,20 @@ from rich.progress import Progress
 from rich.table import Table
 from sqlalchemy import select
 
-from app import ballots, clock, definitions, errors, mail, outbox, roll, staff
+from app import (
+    ballots,
+    clock,
+    definitions,
+    errors,
+    evidence,
+    mail,
+    outbox,
+    proof,
+    roll,
+    signing,
+    staff,
+)
+from app import verify as verification
 from app.config import get_settings
 from app.db import migrate as run_migrations
 from app.db import session_scope
@@ -38,6 +54,8 @@ DEMO_BALLOT = (
     Path(__file__).resolve().parent.parent / "ballots" / "delegated-commissioning-2016.toml"
 )
 DEMO_USER = "demo-secretariat"
+# The audit trail names whoever ran a command at the server's shell as an operator.
+OPERATOR = f"operator:{getpass.getuser()}"
 
 
 def main() -> None:
@@ -101,9 +119,9 @@ def _load(path: Path, *, from_now: bool = False) -> int:
             raise errors.InvalidInput(errors.describe_problems(missing), problems=missing)
         rows = roll.parse_csv(roll_path.read_text(encoding="utf-8"))
     with session_scope() as session:
-        ballot = ballots.create(session, definition=definition)
+        ballot = ballots.create(session, definition=definition, actor=OPERATOR)
         if rows is not None:
-            roll.replace(session, ballot=ballot, rows=rows)
+            roll.replace(session, ballot=ballot, rows=rows, actor=OPERATOR)
         return ballot.id
 
 
@@ -135,6 +153,7 @@ def _open(ballot_id: int, *, acknowledge_warnings: bool) -> None:
             session,
             ballot_id=ballot_id,
             acknowledge_warnings=acknowledge_warnings,
+            actor=OPERATOR,
             on_progress=lambda done, total: progress.update(task, completed=done, total=total),
         )
     console.print(f"Ballot {ballot_id} is open.")
@@ -171,7 +190,8 @@ def mail_send(
 def ballot_reissue(ballot_id: int, ods_code: str) -> None:
     """Revoke a practice's links and send it new ones."""
     with session_scope() as session:
-        practice = roll.reissue(session, ballot=ballots.get(session, ballot_id), ods_code=ods_code)
+        ballot = ballots.get(session, ballot_id)
+        practice = roll.reissue(session, ballot=ballot, ods_code=ods_code, actor=OPERATOR)
         console.print(f"Revoked the links of {escape(practice.name)}; new ones are queued.")
     _send()
 
@@ -180,7 +200,7 @@ def ballot_reissue(ballot_id: int, ods_code: str) -> None:
 def ballot_remind(ballot_id: int) -> None:
     """Email every practice that has not voted."""
     with session_scope() as session:
-        count = roll.remind(session, ballot=ballots.get(session, ballot_id))
+        count = roll.remind(session, ballot=ballots.get(session, ballot_id), actor=OPERATOR)
     console.print(f"Reminders queued for {count} practices.")
     _send()
 
@@ -202,7 +222,7 @@ def ballot_deliveries(ballot_id: int) -> None:
 def ballot_close(ballot_id: int) -> None:
     """Stop voting."""
     with session_scope() as session:
-        ballots.close_ballot(session, ballot_id=ballot_id)
+        ballots.close_ballot(session, ballot_id=ballot_id, actor=OPERATOR)
     console.print(f"Ballot {ballot_id} is closed.")
 
 
@@ -210,7 +230,7 @@ def ballot_close(ballot_id: int) -> None:
 def ballot_publish(ballot_id: int) -> None:
     """Count a closed ballot and publish the result."""
     with session_scope() as session:
-        ballot = ballots.publish(session, ballot_id=ballot_id)
+        ballot = ballots.publish(session, ballot_id=ballot_id, actor=OPERATOR)
         assert ballot.result is not None  # noqa: S101
         for question in ballot.result["questions"]:
             console.print(f"{question['question_id']}: {question['outcome']}")
@@ -268,3 +288,127 @@ def demo(file: Path = DEMO_BALLOT) -> None:
     console.print("Sample voter links:")
     for link in _sample_links(3):
         console.print(f"  {link}")
+
+
+key_app = typer.Typer(help="The service's signing key.", no_args_is_help=True)
+app.add_typer(key_app, name="key")
+
+
+@key_app.command("show")
+def key_show() -> None:
+    """The public key that signs receipts and bundles, and every key used before it."""
+    with session_scope() as session:
+        signing.register(session)
+        current = signing.public_b64()
+        console.print(f"Current public key (Ed25519): {current}")
+        console.print(f"  key id:      {signing.key_id(current)}")
+        console.print(f"  fingerprint: {proof.key_fingerprint(current)}")
+        for key in signing.known_keys(session):
+            if key.public_key != current:
+                console.print(
+                    f"Earlier key {key.key_id}: {key.public_key} "
+                    f"(first used {clock.london(key.first_used_at)})"
+                )
+
+
+@key_app.command("rotate")
+def key_rotate() -> None:
+    """Sign with a new key from now on; the old public key stays listed for old bundles."""
+    with session_scope() as session:
+        signing.register(session)
+        try:
+            public = signing.rotate()
+        except ValueError as exc:
+            raise errors.InvalidInput(str(exc)) from None
+        signing.register(session)
+    console.print(f"New public key: {public}  (publish it where practices and auditors look)")
+
+
+@app.command("evidence")
+def evidence_command(
+    ballot_id: int, output: Annotated[Path, typer.Option("-o", "--output")]
+) -> None:
+    """Write the evidence bundle (zip) of a published ballot."""
+    with session_scope() as session:
+        content = evidence.bundle(session, ballot=ballots.get(session, ballot_id))
+    output.write_bytes(content)
+    console.print(f"Wrote {output} ({len(content)} bytes).")
+
+
+def _public_key_text(value: str) -> str:
+    """A public key given as base64, as a file holding it, or as a PEM file."""
+    path = Path(value)
+    text = path.read_text().strip() if path.is_file() else value.strip()
+    if text.startswith("-----BEGIN PUBLIC KEY"):
+        return proof.public_key_from_pem(text)
+    return text
+
+
+@app.command()
+def verify(
+    bundle: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
+    key: Annotated[
+        str | None,
+        typer.Option(help="The service's public key (base64 or a file), from outside the bundle"),
+    ] = None,
+    report: Annotated[Path | None, typer.Option(help="Also write a printable HTML report")] = None,
+) -> None:
+    """Check an evidence bundle offline; exit 0 only if every check passes."""
+    checks = verification.verify(bundle, key=_public_key_text(key) if key else None)
+    for check in checks:
+        mark = "[green]✓[/green]" if check.ok else "[red]✗[/red]"
+        console.print(f"{mark} {check.name}: {escape(check.detail)}")
+    if report is not None:
+        report.write_text(verification.report_html(bundle, checks))
+        console.print(f"Report written to {report}.")
+    passed = all(c.ok for c in checks)
+    console.print("All checks passed." if passed else "The bundle does NOT verify.")
+    raise typer.Exit(0 if passed else 1)
+
+
+@app.command()
+def keygen(output: Annotated[Path, typer.Argument(help="Where to write the private key")]) -> None:
+    """Make an attester's own key pair; register the public key, keep the file to yourself."""
+    if output.exists():
+        raise errors.Conflict(f"{output} exists; choose another file name.")
+    public = signing.public_b64(signing.write_new_key(output))
+    console.print(f"Private key written to {output} (readable by you only).")
+    console.print(f"Public key to register: {public}")
+    console.print(f"Fingerprint: {proof.key_fingerprint(public)}")
+
+
+@app.command()
+def attest(
+    bundle: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
+    key: Annotated[Path, typer.Option(help="Your private key file (from mandate keygen)")],
+    service_key: Annotated[str, typer.Option(help="The service's public key, independently")],
+    name: Annotated[str, typer.Option()],
+    capacity: Annotated[str, typer.Option(help='e.g. "Lay chair, Audit Committee"')],
+    statement: Annotated[str, typer.Option()] = (
+        "I have verified this evidence bundle with mandate verify and the recount matches the "
+        "declared result."
+    ),
+    output: Annotated[Path, typer.Option("-o", "--output")] = Path("attestation.json"),
+) -> None:
+    """Verify a bundle, then countersign its fingerprint with your own key (offline)."""
+    checks = verification.verify(bundle, key=_public_key_text(service_key))
+    failed = [c for c in checks if not c.ok]
+    if failed:
+        for check in failed:
+            console.print(f"[red]✗[/red] {check.name}: {escape(check.detail)}")
+        raise errors.Conflict("The bundle does not verify, so it was not countersigned.")
+    fingerprint = verification.read(bundle).manifest["fingerprint"]
+    private = signing.read_key_file(key)
+    message = proof.attestation_message(
+        fingerprint=fingerprint, name=name, capacity=capacity, statement=statement
+    )
+    signed = {
+        "name": name,
+        "capacity": capacity,
+        "statement": statement,
+        "fingerprint": fingerprint,
+        "signature": base64.b64encode(private.sign(message)).decode(),
+    }
+    output.write_text(json.dumps(signed, indent=2) + "\n")
+    console.print(f"Countersignature over {fingerprint} written to {output}.")
+    console.print("Send it with POST /api/v1/ballots/{id}/attestations.")

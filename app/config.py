@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     database_url: str = ""
     base_url: str = "http://127.0.0.1:8000"
     secret_key: str = Field(default="", repr=False)
+    # The service's Ed25519 signing key (PEM, or the 32-byte seed in base64); when unset it is
+    # generated into DATA_DIR/signing-key.pem with owner-only permissions.
+    signing_key: str = Field(default="", repr=False)
     mail_backend: Literal["maildir", "smtp"] = "maildir"
     maildir: Path | None = None
     mail_from: str = "Mandate <mandate@localhost>"

@@ -422,3 +422,20 @@ def count(
         )
         for question_id, options, own in questions
     ]
+
+
+def declare(
+    rules: Rules,
+    *,
+    questions: Sequence[tuple[str, Sequence[str], QuestionRules | None]],
+    electors: Sequence[Elector],
+    papers: Sequence[Paper],
+) -> dict[str, Any]:
+    """The result as published and as the verifier recomputes it (JSON-ready)."""
+    results = count(rules, questions=questions, electors=electors, papers=papers)
+    return {
+        "eligible": len(electors),
+        "ballots_cast": len(papers),
+        "constitution_ref": rules.constitution_ref,
+        "questions": [r.as_dict() for r in results],
+    }

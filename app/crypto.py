@@ -1,9 +1,8 @@
-"""Passwords, tokens, keyed hashes, signed values and canonical JSON."""
+"""Passwords, tokens, keyed hashes and signed values."""
 
 import base64
 import hashlib
 import hmac
-import json
 import secrets
 from typing import Any
 
@@ -62,15 +61,6 @@ def normalise_receipt_code(text: str) -> str:
     """Accept a receipt code typed with spaces, lower case or the usual look-alike letters."""
     cleaned = text.upper().translate(str.maketrans("ILO", "110", " -"))
     return "-".join(cleaned[i : i + 4] for i in range(0, len(cleaned), 4))
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def canonical_json(value: Any) -> bytes:
-    """The one encoding that is hashed or signed: sorted keys, compact, UTF-8."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 class SignedValueInvalid(Exception):

@@ -4,6 +4,7 @@ import base64
 import tomllib
 from collections import Counter
 from datetime import date
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -43,6 +44,8 @@ class Question(Schema):
     text: Text
     options: list[Name] = Field(default_factory=lambda: list(DEFAULT_OPTIONS))
     rules: counting.QuestionRules | None = None
+    # The question puts a constitution amendment to the members (a GPC key point).
+    amends_constitution: bool = False
 
     @field_validator("options")
     @classmethod
@@ -67,10 +70,35 @@ class DocumentIn(Schema):
     sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] | None = None
 
 
+class ConsultationKind(StrEnum):
+    """What a consultation was, for the readiness checklist against the GPC key points."""
+
+    lmc = "lmc"
+    members = "members"
+    governing_body = "governing_body"
+    other = "other"
+
+
 class Consultation(Schema):
     date: date
     body: Name
     summary: Text
+    kind: ConsultationKind = ConsultationKind.other
+
+
+class Governance(Schema):
+    """What the declaration of result reports; every figure here is a local setting."""
+
+    returning_officer: Name | None = None
+    scrutineer: Name | None = None
+    # The governing body's own agreement is a separate fact: only its minute reference is shown.
+    governing_body_minute: Name | None = None
+    # The least number of days between consulting the LMC and opening, if the CCG set one.
+    lmc_minimum_days: int | None = Field(default=None, ge=0, le=365)
+    application_deadline: date | None = None
+    # Days after publication in which a practice may challenge the result, and with whom.
+    challenge_days: int | None = Field(default=None, ge=1, le=365)
+    challenge_contact: Name | None = None
 
 
 class BallotDefinition(Schema):
@@ -83,6 +111,7 @@ class BallotDefinition(Schema):
     questions: list[Question] = Field(min_length=1, max_length=20)
     documents: list[DocumentIn] = Field(default_factory=list, max_length=20)
     consultations: list[Consultation] = Field(default_factory=list)
+    governance: Governance = Field(default_factory=Governance)
     rules: counting.Rules
     # Path of the roll file next to the ballot file; only the CLI loader reads it.
     roll: str | None = None

@@ -44,6 +44,7 @@ def require_role(*roles: Role) -> Callable[[StaffUser], StaffUser]:
 
 Secretariat = Annotated[StaffUser, Depends(require_role(Role.secretariat))]
 Admin = Annotated[StaffUser, Depends(require_role(Role.admin))]
+Auditor = Annotated[StaffUser, Depends(require_role(Role.auditor))]
 AnyStaff = Annotated[StaffUser, Depends(require_role(Role.admin, Role.secretariat, Role.auditor))]
 
 

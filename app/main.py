@@ -15,10 +15,10 @@ from sqlalchemy.exc import DBAPIError
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app import errors, outbox
+from app import errors, outbox, signing
 from app.config import get_settings
-from app.db import database_turn
-from app.routes import auth, ballots, public, templates, vote_api, vote_pages
+from app.db import database_turn, session_scope
+from app.routes import auth, ballots, evidence, public, templates, vote_api, vote_pages
 
 log = logging.getLogger("mandate.access")
 
@@ -97,7 +97,10 @@ class HeadersAndAccessLog:
 
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Run the outbox sender beside the server, unless a separate worker does it."""
+    """Load the signing key, and run the outbox sender unless a separate worker does it."""
+    # Listed from the first start, so the key in use is public before it signs anything.
+    with session_scope() as session:
+        signing.register(session)
     async with anyio.create_task_group() as tasks:
         if get_settings().mail_send_in_server:
             tasks.start_soon(
@@ -149,6 +152,6 @@ def create_app() -> FastAPI:
 
     app.state.activity = outbox.Activity()
     app.add_middleware(HeadersAndAccessLog, activity=app.state.activity)
-    for module in (auth, ballots, vote_api, vote_pages, public):
+    for module in (auth, ballots, evidence, vote_api, vote_pages, public):
         app.include_router(module.router)
     return app

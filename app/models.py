@@ -92,6 +92,10 @@ class StaffUser(Base):
     role: Mapped[Role] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The Ed25519 public key (base64) this person countersigns results with; the private key
+    # never leaves their own machine.
+    attestation_key: Mapped[str | None] = mapped_column(String(64))
+    attestation_key_registered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class StaffSession(Base):
@@ -252,3 +256,32 @@ class OutboxMessage(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AuditEntry(Base):
+    """One link of a ballot's hash chain: who did what, when; appended, never changed."""
+
+    __tablename__ = "audit_entry"
+    __table_args__ = (UniqueConstraint("ballot_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ballot_id: Mapped[int] = mapped_column(ForeignKey("ballot.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    # The instant as hashed: ISO 8601 UTC with microseconds, kept as text so it hashes the same
+    # on every database.
+    at: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(50))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class SigningKey(Base):
+    """A public key the service has signed with; retired keys stay so old bundles verify."""
+
+    __tablename__ = "signing_key"
+
+    key_id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    public_key: Mapped[str] = mapped_column(String(64), unique=True)
+    first_used_at: Mapped[datetime] = mapped_column(UTCDateTime)

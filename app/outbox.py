@@ -19,7 +19,7 @@ import anyio.to_thread
 from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from app import clock, crypto, mail
+from app import audit, clock, crypto, mail
 from app.config import get_settings
 from app.db import session_scope
 from app.models import (
@@ -232,9 +232,15 @@ def _mint_links(ids: list[int]) -> list[_Claimed]:
                 link, link_hash = mail.vote_url(token), crypto.token_hash(token)
                 session.add(
                     VotingLink(
-                        roll_entry_id=practice.id, email=message.to_address,
-                        token_hash=link_hash, issued_at=now,
+                        roll_entry_id=practice.id,
+                        email=message.to_address,
+                        token_hash=link_hash,
+                        issued_at=now,
                     )
+                )
+                audit.append(
+                    session, ballot=ballot, actor=audit.SYSTEM, action="link_issued",
+                    ods_code=practice.ods_code, to=message.to_address, kind=message.kind,
                 )  # fmt: skip
             claimed.append(_Claimed(message, practice, ballot, link, link_hash))
     # Committed before anything is sent: a link that reaches a practice is always known here.
@@ -246,7 +252,7 @@ class _Sent:
     """What became of a batch, and the links that certainly never left this process."""
 
     outcomes: dict[int, tuple[DeliveryStatus, str | None]]
-    unsent_links: list[str]
+    unsent_links: list[_Claimed]
 
 
 def _send(claimed: list[_Claimed]) -> _Sent:
@@ -277,7 +283,7 @@ def _send(claimed: list[_Claimed]) -> _Sent:
     # A refused message, or one never handed over, took its link nowhere: forget the link. The
     # message in flight when a connection broke may have arrived, so its link stays valid.
     sent.unsent_links = [
-        c.link_hash
+        c
         for c in wanted
         if c.link_hash is not None
         and c is not in_flight
@@ -302,7 +308,14 @@ def _record(sent: _Sent) -> Report:
     outcomes = sent.outcomes
     with session_scope() as session:
         if sent.unsent_links:
-            session.execute(delete(VotingLink).where(VotingLink.token_hash.in_(sent.unsent_links)))
+            hashes = [c.link_hash for c in sent.unsent_links]
+            session.execute(delete(VotingLink).where(VotingLink.token_hash.in_(hashes)))
+            for c in sent.unsent_links:
+                audit.append(
+                    session, ballot=c.message.ballot_id, actor=audit.SYSTEM,
+                    action="link_withdrawn", ods_code=c.practice.ods_code, to=c.message.to_address,
+                    reason="the mail server did not take the message, so the link never left",
+                )  # fmt: skip
         now = clock.now()
         for message in session.scalars(select(OutboxMessage).where(OutboxMessage.id.in_(outcomes))):
             status, reply = outcomes[message.id]

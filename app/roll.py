@@ -20,7 +20,7 @@ from pydantic import (
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from app import clock, errors, outbox
+from app import audit, clock, errors, outbox, proof
 from app.models import Ballot, BallotStatus, MessageKind, RollEntry, VotingLink
 
 CSV_COLUMNS = ("ods_code", "name", "locality", "list_size", "emails")
@@ -112,7 +112,9 @@ def _refuse(problems: list[dict[str, Any]]) -> Any:
     )
 
 
-def replace(session: Session, *, ballot: Ballot, rows: list[RollRow]) -> list[RollEntry]:
+def replace(
+    session: Session, *, ballot: Ballot, rows: list[RollRow], actor: str
+) -> list[RollEntry]:
     """Replace the roll of a draft ballot with these practices."""
     if ballot.status != BallotStatus.draft:
         raise errors.WrongState(
@@ -132,6 +134,10 @@ def replace(session: Session, *, ballot: Ballot, rows: list[RollRow]) -> list[Ro
     ]
     session.add_all(entries)
     session.flush()
+    audit.append(
+        session, ballot=ballot, actor=actor, action="roll_loaded",
+        practices=len(entries), roll_sha256=roll_hash(session, ballot=ballot),
+    )  # fmt: skip
     return entries
 
 
@@ -169,6 +175,10 @@ def canonical(session: Session, *, ballot: Ballot) -> list[dict[str, Any]]:
     ]
 
 
+def roll_hash(session: Session, *, ballot: Ballot) -> str:
+    return proof.sha256_hex(proof.canonical_json(canonical(session, ballot=ballot)))
+
+
 def invite_all(
     session: Session, *, ballot: Ballot, on_progress: Callable[[int, int], None] | None = None
 ) -> None:
@@ -181,7 +191,7 @@ def invite_all(
     session.flush()
 
 
-def reissue(session: Session, *, ballot: Ballot, ods_code: str) -> RollEntry:
+def reissue(session: Session, *, ballot: Ballot, ods_code: str, actor: str) -> RollEntry:
     """Revoke every link of a practice and send it new ones."""
     if ballot.status != BallotStatus.open:
         raise errors.WrongState(
@@ -193,7 +203,11 @@ def reissue(session: Session, *, ballot: Ballot, ods_code: str) -> RollEntry:
             f"{practice.name} ({practice.ods_code}) has already voted; "
             "a new link could not change that."
         )
-    _revoke_links(session, practice=practice)
+    revoked = _revoke_links(session, practice=practice)
+    audit.append(
+        session, ballot=ballot, actor=actor, action="links_revoked",
+        ods_code=practice.ods_code, links=revoked, new_links_to=len(practice.emails),
+    )  # fmt: skip
     outbox.cancel_links_queued(
         session, practice=practice, reason="not sent: replaced by a new link"
     )
@@ -202,7 +216,7 @@ def reissue(session: Session, *, ballot: Ballot, ods_code: str) -> RollEntry:
     return practice
 
 
-def remind(session: Session, *, ballot: Ballot) -> int:
+def remind(session: Session, *, ballot: Ballot, actor: str) -> int:
     """Queue a reminder to every address of each practice that has not voted; returns practices."""
     if ballot.status != BallotStatus.open or clock.now() >= ballot.closes_at:
         raise errors.WrongState(
@@ -212,12 +226,17 @@ def remind(session: Session, *, ballot: Ballot) -> int:
     for practice in waiting:
         outbox.enqueue(session, kind=MessageKind.reminder, ballot=ballot, practice=practice)
     session.flush()
+    audit.append(
+        session, ballot=ballot, actor=actor, action="reminders_queued",
+        practices=len(waiting), ods_codes=[p.ods_code for p in waiting],
+    )  # fmt: skip
     return len(waiting)
 
 
-def _revoke_links(session: Session, *, practice: RollEntry) -> None:
-    session.execute(
+def _revoke_links(session: Session, *, practice: RollEntry) -> int:
+    revoked = session.execute(
         update(VotingLink)
         .where(VotingLink.roll_entry_id == practice.id, VotingLink.revoked_at.is_(None))
         .values(revoked_at=clock.now())
     )
+    return int(revoked.rowcount)  # type: ignore[attr-defined]

@@ -105,3 +105,8 @@ def disable(session: Session, *, username: str) -> StaffUser:
     )
     session.flush()
     return user
+
+
+def actor(user: StaffUser) -> str:
+    """How the audit trail names a member of staff."""
+    return f"staff:{user.username}"

@@ -8,7 +8,7 @@ from enum import StrEnum
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from app import ballots, clock, crypto, definitions, errors, outbox
+from app import audit, ballots, clock, crypto, definitions, errors, outbox
 from app.models import (
     Ballot,
     BallotBoxEntry,
@@ -166,5 +166,10 @@ def cast(
             locality=practice.locality,
             votes=practice.votes or 1,
         )
+    )
+    # Last, because appends to the chain take turns until commit. That the practice voted is
+    # all the trail learns: nothing here points to the ballot-box entry.
+    audit.append(
+        session, ballot=ballot, actor=audit.VOTER, action="voted", ods_code=practice.ods_code
     )
     return receipt_code

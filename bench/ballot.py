@@ -32,8 +32,10 @@ def open_ballot(practices: int) -> int:
         for i in range(practices)
     ]
     with session_scope() as session:
-        ballot = ballots.create(session, definition=definition)
-        roll.replace(session, ballot=ballot, rows=rows)
+        ballot = ballots.create(session, definition=definition, actor="operator:bench")
+        roll.replace(session, ballot=ballot, rows=rows, actor="operator:bench")
     with session_scope() as session:
-        ballots.open_ballot(session, ballot_id=ballot.id, acknowledge_warnings=True)
+        ballots.open_ballot(
+            session, ballot_id=ballot.id, acknowledge_warnings=True, actor="operator:bench"
+        )
     return ballot.id

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from app import clock, config
+from app import clock, config, signing
 from app import db as database
 from app.main import create_app
 from app.models import Role
@@ -38,6 +38,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def _reset_caches() -> None:
     config.get_settings.cache_clear()
+    signing.service_key.cache_clear()
     database.get_engine.cache_clear()
     database.get_sessionmaker.cache_clear()
 

@@ -3,12 +3,12 @@
 import mailbox
 import re
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi.testclient import TestClient
 
-from app import config, mail, outbox, staff
+from app import clock, config, mail, outbox, staff
 from app.db import session_scope
 from app.models import Role
 
@@ -104,3 +104,34 @@ def sent_links() -> dict[str, list[str]]:
 
 def token_for(ods_code: str) -> str:
     return sent_links()[ods_code][-1]
+
+
+def cast_votes(client: TestClient, choices: list[str]) -> None:
+    """Practice i votes choices[i] on the first question and For on the second."""
+    links = sent_links()
+    for i, option in enumerate(choices):
+        token = links[f"G{83001 + i}"][-1]
+        vote = {"choices": {"delegated": option, "constitution": "For"}}
+        response = client.post(f"/api/v1/vote/{token}", json=vote)
+        assert response.status_code == 200, response.text
+
+
+def close_and_publish(client: TestClient, headers: dict[str, str], ballot_id: int) -> None:
+    clock.freeze(CLOSES + timedelta(seconds=1))
+    for step in ("close", "publish"):
+        response = client.post(f"/api/v1/ballots/{ballot_id}/{step}", headers=headers)
+        assert response.status_code == 200, response.text
+
+
+def published_ballot(
+    client: TestClient,
+    headers: dict[str, str],
+    *,
+    choices: tuple[str, ...] = ("For",) * 5 + ("Against",) * 2 + ("Abstain",),
+    **kwargs: Any,
+) -> int:
+    """A ballot of nine practices, voted (eight of them), closed and published."""
+    ballot_id = open_ballot(client, headers, **kwargs)
+    cast_votes(client, list(choices))
+    close_and_publish(client, headers, ballot_id)
+    return ballot_id

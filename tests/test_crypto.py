@@ -2,7 +2,7 @@
 
 from collections import Counter
 
-from app import crypto
+from app import crypto, proof
 
 
 def test_receipt_codes_use_all_32_readable_symbols_evenly() -> None:
@@ -27,4 +27,4 @@ def test_tokens_are_long_and_stored_only_as_a_keyed_hash(database_url: str) -> N
     digest = crypto.token_hash(token)
     assert len(digest) == 64
     assert token not in digest
-    assert digest != crypto.sha256_hex(token.encode())  # keyed, not a plain digest
+    assert digest != proof.sha256_hex(token.encode())  # keyed, not a plain digest

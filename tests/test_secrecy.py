@@ -95,7 +95,7 @@ def test_close_waits_for_a_cast_in_flight(client: TestClient, frozen_clock: obje
 
     def close() -> None:
         with session_scope() as session:
-            ballots.close_ballot(session, ballot_id=ballot_id)
+            ballots.close_ballot(session, ballot_id=ballot_id, actor="operator:test")
         closed_at.append(time.monotonic())
 
     # A cast holds the ballot row FOR SHARE (on SQLite, the write lock) until it commits.

@@ -14,6 +14,7 @@ from tests import factories
 ANY = {Role.admin, Role.secretariat, Role.auditor}
 SEC = {Role.secretariat}
 ADMIN = {Role.admin}
+AUDITOR = {Role.auditor}
 # Every staff endpoint and the roles allowed to use it. A new endpoint must be added here.
 ROLES: dict[tuple[str, str], set[Role]] = {
     ("POST", "/api/v1/auth/logout"): ANY,
@@ -37,6 +38,12 @@ ROLES: dict[tuple[str, str], set[Role]] = {
     ("GET", "/api/v1/ballots/{ballot_id}/turnout"): ANY,
     ("POST", "/api/v1/ballots/{ballot_id}/reminders"): SEC,
     ("GET", "/api/v1/ballots/{ballot_id}/deliveries"): ANY,
+    ("GET", "/api/v1/ballots/{ballot_id}/audit"): ANY,
+    ("GET", "/api/v1/ballots/{ballot_id}/receipt"): ANY,
+    ("GET", "/api/v1/ballots/{ballot_id}/evidence"): ANY,
+    ("GET", "/api/v1/ballots/{ballot_id}/attestations"): ANY,
+    ("POST", "/api/v1/ballots/{ballot_id}/attestations"): AUDITOR,
+    ("PUT", "/api/v1/auth/attestation-key"): AUDITOR,
 }
 # Open to anyone by design: sign-in, the voter's own link, and what is public after publishing.
 PUBLIC = {
@@ -45,6 +52,7 @@ PUBLIC = {
     ("POST", "/api/v1/vote/{token}"),
     ("GET", "/api/v1/ballots/{ballot_id}/results"),
     ("GET", "/api/v1/ballots/{ballot_id}/ballot-box"),
+    ("GET", "/api/v1/signing-key"),
 }
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, status
 from pydantic import AwareDatetime, BaseModel
 
-from app import ballots, definitions, errors, outbox, roll
+from app import ballots, definitions, errors, outbox, roll, staff
 from app.deps import AnyStaff, Secretariat, SessionDep
 from app.models import (
     Ballot,
@@ -162,9 +162,9 @@ RollUpload = Annotated[list[roll.RollRow], Depends(read_roll)]
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 def create_ballot(
-    body: definitions.BallotDefinition, _user: Secretariat, session: SessionDep
+    body: definitions.BallotDefinition, user: Secretariat, session: SessionDep
 ) -> BallotOut:
-    return BallotOut.of(ballots.create(session, definition=body))
+    return BallotOut.of(ballots.create(session, definition=body, actor=staff.actor(user)))
 
 
 @router.get("")
@@ -179,18 +179,21 @@ def read_ballot(ballot_id: int, _user: AnyStaff, session: SessionDep) -> BallotO
 
 @router.put("/{ballot_id}")
 def edit_ballot(
-    ballot_id: int, body: definitions.BallotDefinition, _user: Secretariat, session: SessionDep
+    ballot_id: int, body: definitions.BallotDefinition, user: Secretariat, session: SessionDep
 ) -> BallotOut:
     ballot = ballots.get(session, ballot_id, lock="update", with_documents=True)
-    return BallotOut.of(ballots.update(session, ballot=ballot, definition=body))
+    return BallotOut.of(
+        ballots.update(session, ballot=ballot, definition=body, actor=staff.actor(user))
+    )
 
 
 @router.put("/{ballot_id}/roll")
 def replace_roll(
-    ballot_id: int, _user: Secretariat, rows: RollUpload, session: SessionDep
+    ballot_id: int, user: Secretariat, rows: RollUpload, session: SessionDep
 ) -> list[PracticeOut]:
     ballot = ballots.get(session, ballot_id, lock="update")
-    return [PracticeOut.of(e) for e in roll.replace(session, ballot=ballot, rows=rows)]
+    entries = roll.replace(session, ballot=ballot, rows=rows, actor=staff.actor(user))
+    return [PracticeOut.of(e) for e in entries]
 
 
 @router.get("/{ballot_id}/roll")
@@ -210,44 +213,52 @@ def problems(ballot_id: int, _user: AnyStaff, session: SessionDep) -> list[Probl
 
 @router.post("/{ballot_id}/open")
 def open_ballot(
-    ballot_id: int, _user: Secretariat, session: SessionDep, body: OpenIn | None = None
+    ballot_id: int, user: Secretariat, session: SessionDep, body: OpenIn | None = None
 ) -> BallotOut:
     acknowledge = body.acknowledge_warnings if body else False
     return BallotOut.of(
-        ballots.open_ballot(session, ballot_id=ballot_id, acknowledge_warnings=acknowledge)
-    )
+        ballots.open_ballot(
+            session, ballot_id=ballot_id, acknowledge_warnings=acknowledge,
+            actor=staff.actor(user),
+        )
+    )  # fmt: skip
 
 
 @router.post("/{ballot_id}/extend")
 def extend_close(
-    ballot_id: int, body: ExtendIn, _user: Secretariat, session: SessionDep
+    ballot_id: int, body: ExtendIn, user: Secretariat, session: SessionDep
 ) -> BallotOut:
     return BallotOut.of(
         ballots.extend_close(
-            session, ballot_id=ballot_id, closes_at=body.closes_at, reason=body.reason
+            session, ballot_id=ballot_id, closes_at=body.closes_at, reason=body.reason,
+            actor=staff.actor(user),
         )
-    )
+    )  # fmt: skip
 
 
 @router.post("/{ballot_id}/close")
-def close_ballot(ballot_id: int, _user: Secretariat, session: SessionDep) -> BallotOut:
-    return BallotOut.of(ballots.close_ballot(session, ballot_id=ballot_id))
+def close_ballot(ballot_id: int, user: Secretariat, session: SessionDep) -> BallotOut:
+    return BallotOut.of(ballots.close_ballot(session, ballot_id=ballot_id, actor=staff.actor(user)))
 
 
 @router.post("/{ballot_id}/publish")
-def publish(ballot_id: int, _user: Secretariat, session: SessionDep) -> BallotOut:
-    return BallotOut.of(ballots.publish(session, ballot_id=ballot_id))
+def publish(ballot_id: int, user: Secretariat, session: SessionDep) -> BallotOut:
+    return BallotOut.of(ballots.publish(session, ballot_id=ballot_id, actor=staff.actor(user)))
 
 
 @router.post("/{ballot_id}/void")
-def void(ballot_id: int, body: VoidIn, _user: Secretariat, session: SessionDep) -> BallotOut:
-    return BallotOut.of(ballots.void(session, ballot_id=ballot_id, reason=body.reason))
+def void(ballot_id: int, body: VoidIn, user: Secretariat, session: SessionDep) -> BallotOut:
+    return BallotOut.of(
+        ballots.void(session, ballot_id=ballot_id, reason=body.reason, actor=staff.actor(user))
+    )
 
 
 @router.post("/{ballot_id}/voters/{ods_code}/reissue")
-def reissue(ballot_id: int, ods_code: str, _user: Secretariat, session: SessionDep) -> PracticeOut:
+def reissue(ballot_id: int, ods_code: str, user: Secretariat, session: SessionDep) -> PracticeOut:
     ballot = ballots.get(session, ballot_id)
-    return PracticeOut.of(roll.reissue(session, ballot=ballot, ods_code=ods_code))
+    return PracticeOut.of(
+        roll.reissue(session, ballot=ballot, ods_code=ods_code, actor=staff.actor(user))
+    )
 
 
 class RemindersOut(BaseModel):
@@ -271,9 +282,9 @@ class DeliveryOut(BaseModel):
 
 
 @router.post("/{ballot_id}/reminders")
-def send_reminders(ballot_id: int, _user: Secretariat, session: SessionDep) -> RemindersOut:
+def send_reminders(ballot_id: int, user: Secretariat, session: SessionDep) -> RemindersOut:
     ballot = ballots.get(session, ballot_id)
-    count = roll.remind(session, ballot=ballot)
+    count = roll.remind(session, ballot=ballot, actor=staff.actor(user))
     return RemindersOut(
         practices=count,
         detail=f"Reminders queued to every address of the {count} practices that have not voted.",

@@ -5,7 +5,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse
 
-from app import ballots, crypto, errors
+from app import ballots, crypto, errors, proof
 from app.deps import SessionDep
 from app.models import Ballot, BallotStatus, ReceiptMode
 from app.routes import templates
@@ -36,27 +36,7 @@ def results(ballot_id: int, session: SessionDep) -> dict[str, Any]:
 
 def published_box(session: SessionDep, ballot: Ballot) -> dict[str, Any]:
     """The box as the receipt mode allows: receipts and choices unlinked, or side by side."""
-    entries = ballots.ballot_box(session, ballot=ballot)
-    if ballot.receipt_mode == ReceiptMode.receipt_with_choices:
-        return {
-            "receipt_mode": ballot.receipt_mode,
-            "entries": [
-                {
-                    "receipt_code": e.receipt_code,
-                    "choices": e.choices,
-                    "locality": e.locality,
-                    "votes": e.votes,
-                }
-                for e in entries
-            ],
-        }
-    papers = [{"choices": e.choices, "locality": e.locality, "votes": e.votes} for e in entries]
-    return {
-        "receipt_mode": ballot.receipt_mode,
-        "receipts": sorted(e.receipt_code for e in entries),
-        # Sorted by content, so the order says nothing about which receipt is which ballot.
-        "ballots": sorted(papers, key=crypto.canonical_json),
-    }
+    return proof.published_box(ballot.receipt_mode, ballots.box_entries(session, ballot=ballot))
 
 
 @router.get("/api/v1/ballots/{ballot_id}/ballot-box")
