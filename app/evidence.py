@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app import audit, ballots, declaration, errors, outbox, proof, roll, signing
+from app import audit, ballots, declaration, declaration_pdf, errors, outbox, proof, roll, signing
 from app.models import AuditEntry, Ballot, BallotStatus, DeliveryStatus, MessageKind, RollEntry
 
 FORMAT = "mandate-evidence/1"
@@ -212,7 +212,7 @@ def bundle(session: Session, *, ballot: Ballot) -> bytes:
         software_version=software_version(),
     )
     files["declaration.html"] = declaration.render_html(facts).encode()
-    files["declaration.pdf"] = declaration.render_pdf(facts)
+    files["declaration.pdf"] = declaration_pdf.render_pdf(facts)
     head = entries[-1]
     manifest = {
         "format": FORMAT,

@@ -52,6 +52,7 @@ def render(
     to: str,
     message_id: str,
     link: str | None = None,
+    audit_head: tuple[int, str] | None = None,
 ) -> EmailMessage:
     """The message, in plain text and HTML from the one template."""
     settings = get_settings()
@@ -62,6 +63,7 @@ def render(
         contact=ballot.definition["organisation"].get("contact")
         or f"the governance team at {ballot.organisation_name}",
         link=link,
+        audit_head=audit_head,
     )
     message = EmailMessage()
     message["From"] = settings.mail_from

@@ -208,6 +208,8 @@ class _Claimed:
     link: str | None
     link_hash: str | None = None
     cancelled: str | None = None
+    # The audit trail's head as the message left, for copies kept outside the server.
+    audit_head: tuple[int, str] | None = None
 
 
 def _mint_links(ids: list[int]) -> list[_Claimed]:
@@ -219,9 +221,16 @@ def _mint_links(ids: list[int]) -> list[_Claimed]:
             .join(RollEntry, OutboxMessage.roll_entry_id == RollEntry.id)
             .join(Ballot, OutboxMessage.ballot_id == Ballot.id)
             .where(OutboxMessage.id.in_(ids))
+            # In claim order: the links join the audit trail in this order, which must not
+            # depend on the database's join plan (PostgreSQL returns these rows reversed).
+            .order_by(OutboxMessage.id)
         )
         now = clock.now()
+        heads: dict[int, tuple[int, str] | None] = {}
         for message, practice, ballot in rows:
+            if ballot.id not in heads:
+                head = audit.head(session, ballot=ballot)
+                heads[ballot.id] = (head.seq, head.hash) if head else None
             reason = _no_longer_wanted(message, practice, ballot)
             if reason is not None:
                 claimed.append(_Claimed(message, practice, ballot, None, cancelled=reason))
@@ -242,7 +251,9 @@ def _mint_links(ids: list[int]) -> list[_Claimed]:
                     session, ballot=ballot, actor=audit.SYSTEM, action="link_issued",
                     ods_code=practice.ods_code, to=message.to_address, kind=message.kind,
                 )  # fmt: skip
-            claimed.append(_Claimed(message, practice, ballot, link, link_hash))
+            claimed.append(
+                _Claimed(message, practice, ballot, link, link_hash, audit_head=heads[ballot.id])
+            )
     # Committed before anything is sent: a link that reaches a practice is always known here.
     return claimed
 
@@ -268,6 +279,7 @@ def _send(claimed: list[_Claimed]) -> _Sent:
                 rendered = mail.render(
                     MessageKind(c.message.kind), ballot=c.ballot, practice=c.practice,
                     to=c.message.to_address, message_id=c.message.message_id, link=c.link,
+                    audit_head=c.audit_head,
                 )  # fmt: skip
                 in_flight = c
                 try:

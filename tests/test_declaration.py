@@ -17,7 +17,7 @@ import pypdfium2 as pdfium  # type: ignore[import-untyped]
 import pytest
 from PIL import Image
 
-from app import counting, declaration, definitions
+from app import counting, declaration, declaration_pdf, definitions
 
 OPENS_AT = datetime(2016, 11, 7, 9, 0, tzinfo=UTC)
 CLOSES_AT = datetime(2016, 11, 25, 17, 0, tzinfo=UTC)
@@ -247,7 +247,7 @@ def test_summary_line_gives_the_figures_and_each_outcome() -> None:
 
 def test_page_one_renders_as_a_readable_a4_image(tmp_path: Path) -> None:
     target = tmp_path / "page-1.png"
-    render_page_one(declaration.render_pdf(make_facts()), target)
+    render_page_one(declaration_pdf.render_pdf(make_facts()), target)
     with Image.open(target) as image:
         width, height = image.size
         dark = sum(image.convert("L").histogram()[:100])
@@ -259,7 +259,7 @@ def test_page_one_renders_as_a_readable_a4_image(tmp_path: Path) -> None:
 
 
 def test_pdf_states_the_figures_outcomes_and_fingerprint() -> None:
-    pages, text = pdf_text(declaration.render_pdf(make_facts()))
+    pages, text = pdf_text(declaration_pdf.render_pdf(make_facts()))
     assert pages in (1, 2)
     for expected in (
         "NHS Riverside Vale CCG (ODS code 99X)",
@@ -284,7 +284,7 @@ def test_pdf_states_the_figures_outcomes_and_fingerprint() -> None:
 
 
 def test_same_facts_give_the_same_pdf_bytes() -> None:
-    assert declaration.render_pdf(make_facts()) == declaration.render_pdf(make_facts())
+    assert declaration_pdf.render_pdf(make_facts()) == declaration_pdf.render_pdf(make_facts())
 
 
 def test_pro_forma_sentence_only_when_every_question_carried() -> None:
@@ -297,7 +297,7 @@ def test_pro_forma_sentence_only_when_every_question_carried() -> None:
         "arrangements in support of taking on delegated commissioning: question 2 was not "
         "carried."
     )
-    _, text = pdf_text(declaration.render_pdf(failed))
+    _, text = pdf_text(declaration_pdf.render_pdf(failed))
     assert PRO_FORMA not in text
     assert statement in text
     assert PRO_FORMA not in html_text(declaration.render_html(failed))
@@ -311,7 +311,7 @@ def test_without_quorum_the_statement_says_so() -> None:
     assert "15 of 41 practices voted (37%); question 1 quorum not met" in (
         declaration.summary_line(few)
     )
-    _, text = pdf_text(declaration.render_pdf(few))
+    _, text = pdf_text(declaration_pdf.render_pdf(few))
     assert "Outcome: Quorum not met" in text
     assert PRO_FORMA not in text
 
@@ -324,14 +324,14 @@ LMC = "LMC consulted before the ballot opened"
 DEADLINE = "Application deadline met"
 
 
-@pytest.mark.parametrize(("minimum", "state"), [(None, "met"), (12, "met"), (14, "not met")])
+@pytest.mark.parametrize(("minimum", "state"), [(None, "met"), (54, "met"), (55, "not met")])
 def test_lmc_interval_is_judged_only_against_a_local_minimum(
     minimum: int | None, state: str
 ) -> None:
     check = checks(with_governance(lmc_minimum_days=minimum))[LMC]
     assert check.state == state
     assert "14 September 2016 and 26 October 2016" in check.evidence
-    assert "12 days from the latest to the opening" in check.evidence
+    assert "54 days from the first consultation to the opening" in check.evidence
     assert ("a local setting" in check.evidence) is (minimum is not None)
 
 
@@ -371,14 +371,14 @@ def test_checklist_members_constitution_and_formal_vote() -> None:
 def test_non_latin1_title_does_not_break_the_pdf() -> None:
     title = "Délégation \u2013 \u201cLevel 3\u201d \u2026 \u2265 2/3 \u2713 \u59d4\u4efb \U0001f600"
     facts = make_facts(title=title, close_extended_reason="Mail relay outage\u00a0\u2014 2 hours")
-    _, text = pdf_text(declaration.render_pdf(facts))
+    _, text = pdf_text(declaration_pdf.render_pdf(facts))
     assert 'Délégation - "Level 3" ... >= 2/3 v ?? ?' in text
     assert "Mail relay outage - 2 hours" in text
 
 
 def test_latin1_maps_punctuation_and_replaces_the_rest() -> None:
     text = "\u2018a\u2019 \u2013 b \u2014 c \u2022 d \u2717 \u2264 é \u20ac \u4e2d"
-    assert declaration.latin1(text) == "'a' - b - c · d x <= é ? ?"
+    assert declaration_pdf.latin1(text) == "'a' - b - c · d x <= é ? ?"
 
 
 def test_html_escapes_the_title() -> None:
@@ -392,7 +392,7 @@ def test_html_and_pdf_carry_the_same_summary_line() -> None:
     summary = declaration.summary_line(facts)
     assert "question 2 not carried (For 20, Against 18, Abstain 0)" in summary
     assert summary in html_text(declaration.render_html(facts))
-    assert summary in pdf_text(declaration.render_pdf(facts))[1]
+    assert summary in pdf_text(declaration_pdf.render_pdf(facts))[1]
 
 
 def test_html_is_standalone() -> None:
@@ -421,7 +421,7 @@ def test_weighted_votes_and_localities_are_shown() -> None:
         "South: met (For 10, Against 2, Abstain 1; 15 eligible)",
     ]
     assert "; weighted votes: For " in declaration.summary_line(facts)
-    pages, text = pdf_text(declaration.render_pdf(facts))
+    pages, text = pdf_text(declaration_pdf.render_pdf(facts))
     assert pages in (1, 2)
     assert "Weighted votes" in text
     assert "South: met" in text

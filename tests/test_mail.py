@@ -90,3 +90,10 @@ def test_confirmation_goes_to_every_address_with_neither_receipt_nor_choice(
         assert receipt.replace("-", "") not in whole
         assert "Against" not in whole
         assert "/vote/" not in whole
+    # The trail's head as the confirmation left: a copy outside the server.
+    trail = client.get(f"/api/v1/ballots/{ballot_id}/audit", headers=secretariat).json()
+    head = trail["entries"][-1]
+    assert head["action"] == "voted"
+    text = mail.plain_text(confirmations[0])
+    assert f"entry {head['seq']}, with hash" in text
+    assert head["hash"] in text
