@@ -323,6 +323,10 @@ def close_ballot(session: Session, *, ballot_id: int, actor: str) -> Ballot:
         ballots_cast=cast, practices_voted=turnout_figures(session, ballot=ballot)[1],
         ballot_box_root=root,
     )  # fmt: skip
+    # Every address learns whether its practice is recorded as voted: a ballot cast in its name
+    # without its knowledge, or a vote that went missing, comes to light before publication.
+    for practice in roll.entries(session, ballot=ballot):
+        outbox.enqueue(session, kind=MessageKind.closed, ballot=ballot, practice=practice)
     return ballot
 
 

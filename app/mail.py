@@ -31,6 +31,7 @@ _SUBJECTS = {
     MessageKind.reminder: "Reminder, your practice has not voted yet: {title} ({organisation})",
     MessageKind.confirmation: "Vote recorded for your practice: {title} ({organisation})",
     MessageKind.extension: "Voting extended: {title} ({organisation})",
+    MessageKind.closed: "Voting has closed: {title} ({organisation})",
 }
 # Kinds whose message carries a voting link, minted when the message is sent.
 WITH_LINK = frozenset({MessageKind.invitation, MessageKind.new_link, MessageKind.reminder})

@@ -63,6 +63,8 @@ class MessageKind(StrEnum):
     reminder = "reminder"
     confirmation = "confirmation"
     extension = "extension"
+    # At close: whether the practice is recorded as voted, and the audit trail's head.
+    closed = "closed"
 
 
 class DeliveryStatus(StrEnum):

@@ -97,3 +97,25 @@ def test_confirmation_goes_to_every_address_with_neither_receipt_nor_choice(
     text = mail.plain_text(confirmations[0])
     assert f"entry {head['seq']}, with hash" in text
     assert head["hash"] in text
+
+
+def test_at_close_every_address_hears_whether_its_practice_is_recorded_as_voted(
+    client: TestClient, secretariat: dict[str, str], frozen_clock: object
+) -> None:
+    ballot_id = factories.open_ballot(client, secretariat)
+    factories.cast_votes(client, ["Against"])
+    closed = client.post(f"/api/v1/ballots/{ballot_id}/close", headers=secretariat)
+    assert closed.status_code == 409  # eight practices have not voted yet
+    factories.close_and_publish(client, secretariat, ballot_id)
+    notices = {str(m["To"]): mail.plain_text(m) for m in _delivered("Voting has closed")}
+    assert len(notices) == 9
+    voted = notices["contact0.g83001@practice.example"]
+    assert "A vote for Practice 1 (G83001) is recorded" in voted
+    assert "Against" not in voted
+    assert (
+        "No vote is recorded for Practice 2 (G83002)" in notices["contact0.g83002@practice.example"]
+    )
+    trail = client.get(f"/api/v1/ballots/{ballot_id}/audit", headers=secretariat).json()
+    hashes = {e["hash"] for e in trail["entries"]}
+    quoted = [h for h in hashes if h in voted]
+    assert len(quoted) == 1  # the head as the notice left: a copy kept outside the server
