@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from app import clock, config
+from app import audit, ballots, clock, config, proof
 from app.db import session_scope
 from app.models import BallotBoxEntry, Role, RollEntry
 from tests import factories
@@ -130,6 +130,13 @@ def test_concurrent_casts_of_different_practices_all_count(
     statuses = asyncio.run(_cast_all(live_server, tokens * 5))
     assert statuses.count(200) == 9
     assert _recorded(ballot_id) == (9, 9)
+    with session_scope() as session:
+        trail = [
+            audit.as_dict(e) for e in audit.entries(session, ballot=ballots.get(session, ballot_id))
+        ]
+    # Nine transactions appended at once, in separate requests: still one unforked chain.
+    assert proof.chain_problem(trail) is None
+    assert [e["action"] for e in trail].count("voted") == 9
 
 
 def test_the_server_delivers_its_outbox_by_itself(
