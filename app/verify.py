@@ -6,7 +6,7 @@ No database, no network. The counting rules are the same pure code the server co
 import json
 import zipfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -138,8 +138,9 @@ def verify(path: Path, *, key: str | None) -> list[Check]:
         bundle = read(path)
     except Unreadable as exc:
         return [Check("bundle readable", False, str(exc))]
-    checks = [_signature(bundle, key)]
-    for name, step in (
+    checks = []
+    steps: list[tuple[str, Callable[[Bundle], Check]]] = [
+        ("service signature", lambda b: _signature(b, key)),
         ("file hashes", _file_hashes),
         ("fingerprint", _fingerprint),
         ("audit chain", _chain),
@@ -150,12 +151,19 @@ def verify(path: Path, *, key: str | None) -> list[Check]:
         ("ballots = practices voted", _turnout),
         ("votes within the period", _vote_times),
         ("countersignatures", _attestations),
-    ):
+    ]
+    for name, step in steps:
         try:
             checks.append(step(bundle))
         except (Unreadable, KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
             # A malformed part fails its own check with a reason, never the whole run.
-            reason = str(exc) if isinstance(exc, Unreadable | ValueError) else f"missing {exc}"
+            reason = (
+                f"missing {exc}"
+                if isinstance(exc, KeyError)
+                else str(exc)
+                if isinstance(exc, Unreadable | ValueError)
+                else "a part has the wrong shape"
+            )
             checks.append(Check(name, False, f"the bundle is malformed: {reason}"))
     return checks
 
