@@ -38,6 +38,7 @@ bench: install
 	@command -v wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk)
 	$(BIN)/python bench/cast.py
 	$(BIN)/python bench/mail.py
+	$(BIN)/python bench/verify.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -3,7 +3,7 @@ transaction as the change itself."""
 
 from typing import Any
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import bindparam, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from app import clock, db, proof
@@ -14,6 +14,15 @@ VOTER = "voter"
 SYSTEM = "system"
 # First key of the PostgreSQL advisory lock that serialises appends to one ballot's chain.
 _LOCK_CLASS = 0x4D41
+# Built once: an append runs inside every cast, so it must not rebuild its statements.
+_HEAD = (
+    select(AuditEntry.seq, AuditEntry.hash)
+    .where(AuditEntry.ballot_id == bindparam("ballot_id"))
+    .order_by(AuditEntry.seq.desc())
+    .limit(1)
+)
+_INSERT = insert(db.table(AuditEntry))
+_LOCK = text("SELECT pg_advisory_xact_lock(:cls, :ballot)")
 
 
 def append(
@@ -27,16 +36,8 @@ def append(
     """
     ballot_id = ballot if isinstance(ballot, int) else ballot.id
     if not db.is_sqlite(session):
-        session.execute(
-            text("SELECT pg_advisory_xact_lock(:cls, :ballot)"),
-            {"cls": _LOCK_CLASS, "ballot": ballot_id},
-        )
-    head = session.execute(
-        select(AuditEntry.seq, AuditEntry.hash)
-        .where(AuditEntry.ballot_id == ballot_id)
-        .order_by(AuditEntry.seq.desc())
-        .limit(1)
-    ).first()
+        session.execute(_LOCK, {"cls": _LOCK_CLASS, "ballot": ballot_id})
+    head = session.execute(_HEAD, {"ballot_id": ballot_id}).first()
     seq, prev = (head[0] + 1, head[1]) if head else (1, proof.GENESIS)
     entry = {
         "seq": seq,
@@ -48,10 +49,9 @@ def append(
     }
     digest = proof.entry_hash(entry)
     session.execute(
-        insert(AuditEntry).values(
-            ballot_id=ballot_id, seq=seq, at=entry["at"], actor=actor, action=action,
-            payload=payload, prev_hash=prev, hash=digest,
-        )
+        _INSERT,
+        {"ballot_id": ballot_id, "seq": seq, "at": entry["at"], "actor": actor,
+         "action": action, "payload": payload, "prev_hash": prev, "hash": digest},
     )  # fmt: skip
     return digest
 

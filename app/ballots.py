@@ -155,9 +155,14 @@ def rules_of(ballot: Ballot) -> counting.Rules:
 _frozen_questions: dict[str, list[Question]] = {}
 
 
+def cached_questions(frozen_hash: str | None) -> list[Question] | None:
+    return _frozen_questions.get(frozen_hash) if frozen_hash is not None else None
+
+
 def questions_of(ballot: Ballot) -> list[Question]:
-    if ballot.frozen_hash is not None and ballot.frozen_hash in _frozen_questions:
-        return _frozen_questions[ballot.frozen_hash]
+    cached = cached_questions(ballot.frozen_hash)
+    if cached is not None:
+        return cached
     questions = [Question.model_validate(q) for q in ballot.definition["questions"]]
     if ballot.frozen_hash is not None:
         _frozen_questions[ballot.frozen_hash] = questions

@@ -3,12 +3,12 @@
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import anyio.to_thread
 from fastapi import Request
-from sqlalchemy import MetaData, create_engine, event
+from sqlalchemy import MetaData, Table, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
@@ -152,3 +152,8 @@ def migrate(url: str | None = None) -> None:
     from alembic import command
 
     command.upgrade(alembic_config(url), "head")
+
+
+def table(model: type[Base]) -> Table:
+    """A model's table, for the few hot statements written in Core rather than through the ORM."""
+    return cast(Table, model.__table__)

@@ -37,7 +37,14 @@ _SUBJECTS = {
 WITH_LINK = frozenset({MessageKind.invitation, MessageKind.new_link, MessageKind.reminder})
 
 
-def subject(kind: MessageKind, ballot: Ballot) -> str:
+class Titled(Protocol):
+    @property
+    def title(self) -> str: ...
+    @property
+    def organisation_name(self) -> str: ...
+
+
+def subject(kind: MessageKind, ballot: Titled) -> str:
     return _SUBJECTS[kind].format(title=ballot.title, organisation=ballot.organisation_name)
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from email.utils import make_msgid, parseaddr
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from app import audit, clock, crypto, mail
 from app.config import get_settings
-from app.db import session_scope
+from app.db import session_scope, table
 from app.models import (
     Ballot,
     BallotStatus,
@@ -39,12 +39,27 @@ _R = TypeVar("_R")
 CLAIM = timedelta(minutes=5)
 
 
+_INSERT = insert(table(OutboxMessage))
+
+
+class Addressed(Protocol):
+    @property
+    def id(self) -> int: ...
+    @property
+    def emails(self) -> list[str]: ...
+
+
+class Sent(mail.Titled, Protocol):
+    @property
+    def id(self) -> int: ...
+
+
 def enqueue(
     session: Session,
     *,
     kind: MessageKind,
-    ballot: Ballot,
-    practice: RollEntry,
+    ballot: Sent,
+    practice: Addressed,
     addresses: Iterable[str] | None = None,
 ) -> None:
     """Queue one message of this kind to each address of the practice (or to those given)."""
@@ -66,8 +81,8 @@ def enqueue(
         }
         for address in (addresses if addresses is not None else practice.emails)
     ]
-    # A plain INSERT: this runs inside every cast, where the ORM's bookkeeping would show.
-    session.execute(insert(OutboxMessage), rows)
+    # A Core INSERT: this runs inside every cast, where the ORM's bookkeeping would show.
+    session.execute(_INSERT, rows)
 
 
 def cancel_links_queued(session: Session, *, practice: RollEntry, reason: str) -> None:

@@ -3,12 +3,15 @@
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
+from typing import Protocol
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from app import audit, ballots, clock, crypto, definitions, errors, outbox
+from app.db import table
 from app.models import (
     Ballot,
     BallotBoxEntry,
@@ -17,6 +20,57 @@ from app.models import (
     RollEntry,
     VotingLink,
 )
+
+_roll = table(RollEntry)
+# Built once, because they run in every cast.
+_CONSUME = (
+    update(_roll)
+    .where(_roll.c.id == bindparam("practice_id"), _roll.c.voted_at.is_(None))
+    .values(
+        voted_at=bindparam("voted_at"),
+        voted_by_name=bindparam("voted_by_name"),
+        voted_by_role=bindparam("voted_by_role"),
+    )
+)
+_INTO_BOX = insert(table(BallotBoxEntry))
+_link, _ballot = table(VotingLink), table(Ballot)
+# The link, its practice and its ballot in one statement, read FOR SHARE OF the ballot: closing
+# takes that row FOR UPDATE, so no cast can commit after a close. (SQLite needs no row locks:
+# every transaction there begins IMMEDIATE.)
+_FOR_CAST = (
+    select(
+        _link.c.revoked_at,
+        _roll.c.id, _roll.c.ods_code, _roll.c.locality, _roll.c.votes, _roll.c.emails,
+        _ballot.c.id, _ballot.c.status, _ballot.c.opens_at, _ballot.c.closes_at,
+        _ballot.c.frozen_hash, _ballot.c.title, _ballot.c.organisation_name,
+    )
+    .join(_roll, _roll.c.id == _link.c.roll_entry_id)
+    .join(_ballot, _ballot.c.id == _roll.c.ballot_id)
+    .where(_link.c.token_hash == bindparam("token_hash"))
+    .with_for_update(read=True, of=_ballot)
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Practice:
+    """What a cast needs of the practice, without loading it through the ORM."""
+
+    id: int
+    ods_code: str
+    locality: str
+    votes: int | None
+    emails: list[str]
+
+
+@dataclass(frozen=True)
+class _Ballot:
+    id: int
+    status: str
+    opens_at: datetime
+    closes_at: datetime
+    frozen_hash: str | None
+    title: str
+    organisation_name: str
 
 
 class Phase(StrEnum):
@@ -55,7 +109,16 @@ def resolve(session: Session, token: str) -> VotingLink:
     return link
 
 
-def phase(ballot: Ballot) -> Phase:
+class Scheduled(Protocol):
+    @property
+    def status(self) -> str: ...
+    @property
+    def opens_at(self) -> datetime: ...
+    @property
+    def closes_at(self) -> datetime: ...
+
+
+def phase(ballot: Scheduled) -> Phase:
     if ballot.status == BallotStatus.open:
         now = clock.now()
         if now < ballot.opens_at:
@@ -129,25 +192,29 @@ def cast(
     voter_role: str | None = None,
 ) -> str:
     """Record the practice's one vote and return its receipt code."""
-    practice = resolve(session, token).roll_entry
-    # FOR SHARE: closing takes the row FOR UPDATE, so no cast can commit after a close.
-    ballot = ballots.get(session, practice.ballot_id, lock="share")
+    found = session.execute(_FOR_CAST, {"token_hash": crypto.token_hash(token)}).first()
+    if found is None or found.revoked_at is not None:
+        resolve(session, token)  # raises the answer for an unknown or a replaced link
+    assert found is not None  # noqa: S101  (resolve has raised otherwise)
+    practice, ballot = _Practice(*found[1:6]), _Ballot(*found[6:13])
     current = phase(ballot)
     if current is Phase.not_yet_open:
         raise BallotNotOpen(f"Voting opens at {clock.london(ballot.opens_at)}.")
     if current is not Phase.open:
         raise BallotClosed(f"Voting on this ballot closed at {clock.london(ballot.closes_at)}.")
-    recorded = check_choices(ballots.questions_of(ballot), choices)
+    questions = ballots.cached_questions(ballot.frozen_hash) or ballots.questions_of(
+        ballots.get(session, ballot.id)
+    )
+    recorded = check_choices(questions, choices)
     # The database decides who was first: only one UPDATE can find voted_at still empty.
     consumed = session.execute(
-        update(RollEntry)
-        .where(RollEntry.id == practice.id, RollEntry.voted_at.is_(None))
-        .values(
-            voted_at=clock.now(),
-            voted_by_name=(voter_name or "").strip()[:200] or None,
-            voted_by_role=(voter_role or "").strip()[:200] or None,
-        )
-        .execution_options(synchronize_session=False)
+        _CONSUME,
+        {
+            "practice_id": practice.id,
+            "voted_at": clock.now(),
+            "voted_by_name": (voter_name or "").strip()[:200] or None,
+            "voted_by_role": (voter_role or "").strip()[:200] or None,
+        },
     )
     if consumed.rowcount != 1:  # type: ignore[attr-defined]
         raise errors.AlreadyVoted(
@@ -158,18 +225,19 @@ def cast(
     outbox.enqueue(session, kind=MessageKind.confirmation, ballot=ballot, practice=practice)
     receipt_code = crypto.new_receipt_code()
     session.execute(
-        insert(BallotBoxEntry).values(
-            id=secrets.token_hex(16),
-            ballot_id=ballot.id,
-            receipt_code=receipt_code,
-            choices=recorded,
-            locality=practice.locality,
-            votes=practice.votes or 1,
-        )
+        _INTO_BOX,
+        {
+            "id": secrets.token_hex(16),
+            "ballot_id": ballot.id,
+            "receipt_code": receipt_code,
+            "choices": recorded,
+            "locality": practice.locality,
+            "votes": practice.votes or 1,
+        },
     )
     # Last, because appends to the chain take turns until commit. That the practice voted is
     # all the trail learns: nothing here points to the ballot-box entry.
     audit.append(
-        session, ballot=ballot, actor=audit.VOTER, action="voted", ods_code=practice.ods_code
+        session, ballot=ballot.id, actor=audit.VOTER, action="voted", ods_code=practice.ods_code
     )
     return receipt_code
