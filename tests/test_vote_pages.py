@@ -655,3 +655,21 @@ def test_reposted_choices_offer_no_submit_once_voted_or_closed(
         assert page.response.status_code == 200
         assert "Check your answers" not in page.text
         assert page.forms == []
+
+
+@pytest.mark.parametrize(
+    ("mode", "says"),
+    [
+        ("inclusion_only", "nobody, you included, can use it to prove how your practice voted"),
+        ("receipt_with_choices", "anyone who has your receipt code can see how your practice"),
+    ],
+)
+def test_voter_is_told_what_the_receipt_mode_lets_a_receipt_prove(
+    client: TestClient, secretariat: dict[str, str], frozen_clock: object, mode: str, says: str
+) -> None:
+    factories.open_ballot(client, secretariat, receipt_mode=mode)
+    token = factories.token_for("G83001")
+    check = check_page(client, token, **answers(delegated="For", constitution="For"))
+    assert says in " ".join(check.text.split())
+    receipt = post(client, check.form(f"/vote/{token}/submit"))
+    assert says in " ".join(receipt.text.split())
