@@ -11,14 +11,15 @@ import anyio
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app import errors, outbox, signing
+from app import errors, health, outbox, signing
 from app.config import get_settings
-from app.db import database_turn, session_scope
+from app.db import database_turn, get_engine, session_scope
 from app.routes import auth, ballots, evidence, public, templates, vote_api, vote_pages
+from app.routes import health as health_routes
 
 log = logging.getLogger("mandate.access")
 
@@ -35,7 +36,7 @@ def _wants_html(request: Request) -> bool:
 
 
 def _error_response(request: Request, exc: errors.AppError) -> Response:
-    headers = {"Retry-After": "1"} if isinstance(exc, ServerBusy) else None
+    headers = {"Retry-After": "1"} if isinstance(exc, ServerBusy | DatabaseUnavailable) else None
     if _wants_html(request):
         return templates.TemplateResponse(
             request,
@@ -49,6 +50,10 @@ def _error_response(request: Request, exc: errors.AppError) -> Response:
 
 class ServerBusy(errors.Conflict):
     pass
+
+
+class DatabaseUnavailable(errors.AppError):
+    status_code = 503
 
 
 def _is_contention(exc: DBAPIError) -> bool:
@@ -98,6 +103,7 @@ class HeadersAndAccessLog:
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Load the signing key, and run the outbox sender unless a separate worker does it."""
+    health.self_check(get_engine())
     # Listed from the first start, so the key in use is public before it signs anything.
     with session_scope() as session:
         signing.register(session)
@@ -148,10 +154,21 @@ def create_app() -> FastAPI:
                 request,
                 ServerBusy("The service was busy and nothing was recorded; please try again."),
             )
+        if isinstance(exc, OperationalError | InterfaceError):
+            # The database went away (restart, failover, network): never a 500 with a trace.
+            log.warning("database unavailable: %s", type(exc.orig).__name__)
+            return _error_response(
+                request,
+                DatabaseUnavailable(
+                    "The service cannot reach its database just now; please try again in a "
+                    "minute. If you were voting, open your link again to see whether your "
+                    "practice's vote was recorded."
+                ),
+            )
         raise exc
 
     app.state.activity = outbox.Activity()
     app.add_middleware(HeadersAndAccessLog, activity=app.state.activity)
-    for module in (auth, ballots, evidence, vote_api, vote_pages, public):
+    for module in (auth, ballots, evidence, vote_api, vote_pages, public, health_routes):
         app.include_router(module.router)
     return app

@@ -53,6 +53,8 @@ PUBLIC = {
     ("GET", "/api/v1/ballots/{ballot_id}/results"),
     ("GET", "/api/v1/ballots/{ballot_id}/ballot-box"),
     ("GET", "/api/v1/signing-key"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
 }
 
 
