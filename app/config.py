@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     mail_batch_size: int = Field(default=200, gt=0)
     # `mandate serve` delivers the outbox itself; turn off when a `mandate mail send` worker does.
     mail_send_in_server: bool = True
+    # Each server looks for ballots whose voting starts or closes by the clock; at most once
+    # each, however many servers look.
+    schedule_in_server: bool = True
+    schedule_interval_seconds: float = Field(default=30, gt=0)
     staff_token_hours: int = Field(default=8, gt=0)
     # How long a transaction waits for a lock before giving up with "busy, try again".
     database_lock_timeout_ms: int = Field(default=30_000, gt=0)

@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app import errors, health, outbox, signing
+from app import errors, health, outbox, schedule, signing
 from app.config import get_settings
 from app.db import database_turn, get_engine, session_scope
 from app.routes import auth, ballots, evidence, public, templates, vote_api, vote_pages
@@ -102,7 +102,8 @@ class HeadersAndAccessLog:
 
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Load the signing key, and run the outbox sender unless a separate worker does it."""
+    """Check the database, load the signing key, and run the outbox sender (unless a separate
+    worker does) and the schedule of transitions."""
     health.self_check(get_engine())
     # Listed from the first start, so the key in use is public before it signs anything.
     with session_scope() as session:
@@ -114,6 +115,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                     outbox.run_sender, app.state.database_turn, activity=app.state.activity
                 )
             )
+        if get_settings().schedule_in_server:
+            tasks.start_soon(schedule.run_scheduler, app.state.database_turn)
         yield
         tasks.cancel_scope.cancel()
 

@@ -63,6 +63,7 @@ def _configured(url: str, data_dir: Path) -> Iterator[str]:
         MAILDIR=str(data_dir / "mail"),
         MANDATE_ENV="test",
         MAIL_SEND_IN_SERVER="false",
+        SCHEDULE_IN_SERVER="false",
         SECRET_KEY="test-secret-key-that-is-long-enough-for-hmac",
         BASE_URL="http://testserver",
     )

@@ -86,6 +86,7 @@ def configure(database_url: str, data_dir: Path) -> None:
         MAIL_BACKEND="maildir",
         MANDATE_ENV="test",
         MAIL_SEND_IN_SERVER="false",
+        SCHEDULE_IN_SERVER="false",
         SECRET_KEY="scripted-ballot-secret-key-long-enough-for-hmac",
         BASE_URL="http://testserver",
         SIGNING_KEY=base64.b64encode(SERVICE_SEED).decode(),
