@@ -32,6 +32,7 @@ from app import (
     roll,
     signing,
     staff,
+    transfer,
 )
 from app import verify as verification
 from app.config import get_settings
@@ -412,3 +413,24 @@ def attest(
     output.write_text(json.dumps(signed, indent=2) + "\n")
     console.print(f"Countersignature over {fingerprint} written to {output}.")
     console.print("Send it with POST /api/v1/ballots/{id}/attestations.")
+
+
+@app.command("export-ballot")
+def export_ballot(ballot_id: int, output: Annotated[Path, typer.Option("-o", "--output")]) -> None:
+    """Write a closed, published or draft ballot to a file (open ballots are refused)."""
+    with session_scope() as session:
+        exported = transfer.export(session, ballot_id=ballot_id)
+    output.write_text(json.dumps(exported, indent=1, sort_keys=True) + "\n")
+    console.print(f"Wrote ballot {ballot_id} to {output}.")
+
+
+@app.command("import-ballot")
+def import_ballot(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)]) -> None:
+    """Recreate an exported ballot in this database (with the same SECRET_KEY its links work)."""
+    try:
+        data = json.loads(file.read_text())
+    except (ValueError, UnicodeDecodeError):
+        raise errors.InvalidInput(f"{file} is not a JSON ballot export.") from None
+    with session_scope() as session:
+        ballot_id = transfer.import_ballot(session, data)
+    console.print(f"Imported {file} as ballot {ballot_id}.")
