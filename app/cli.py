@@ -56,7 +56,14 @@ DEMO_BALLOT = (
 )
 DEMO_USER = "demo-secretariat"
 # The audit trail names whoever ran a command at the server's shell as an operator.
-OPERATOR = f"operator:{getpass.getuser()}"
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a container user id with no name
+        return "unknown"
+
+
+OPERATOR = f"operator:{_os_user()}"
 
 
 def main() -> None:

@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     smtp_username: str = ""
     smtp_password: str = Field(default="", repr=False)
     smtp_timeout_seconds: float = Field(default=30, gt=0)
-    # Transient failures wait base * 2^attempts (with jitter), never longer than the maximum.
+    # A transient failure waits base * 2^(attempt - 1) (with jitter), never longer than the maximum.
     mail_retry_base_seconds: float = Field(default=30, gt=0)
     mail_retry_max_seconds: float = Field(default=900, gt=0)
     mail_batch_size: int = Field(default=200, gt=0)
