@@ -3,11 +3,12 @@
 from typing import Annotated, Any
 
 from fastapi import APIRouter, status
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, StringConstraints
 
-from app import attestation, audit, ballots, evidence, proof, signing
+from app import attestation, audit, ballots, errors, evidence, proof, signing, staff
 from app.deps import AnyStaff, Auditor, SessionDep
+from app.models import Ballot, BallotStatus, StaffUser
 
 router = APIRouter(prefix="/api/v1", tags=["evidence"])
 
@@ -76,9 +77,25 @@ def audit_trail(ballot_id: int, _user: AnyStaff, session: SessionDep) -> ChainOu
     return ChainOut(intact=problem is None, problem=problem, entries=entries)
 
 
+def _before_result(session: SessionDep, ballot: Ballot, user: StaffUser, what: str) -> Response:
+    """Refuse, and record in the trail, a request for results before there are any."""
+    audit.append(
+        session, ballot=ballot, actor=staff.actor(user), action="refused_before_result",
+        asked_for=what, status=ballot.status,
+    )  # fmt: skip
+    refusal = errors.WrongState(
+        f"Ballot {ballot.id} is {ballot.status}: no {what} exists before the result is "
+        "published. The request has been recorded in the ballot's audit trail."
+    )
+    return JSONResponse(refusal.body(), status_code=refusal.status_code)
+
+
 @router.get("/ballots/{ballot_id}/receipt")
-def tally_receipt(ballot_id: int, _user: AnyStaff, session: SessionDep) -> dict[str, Any]:
-    return evidence.tally_receipt(session, ballot=ballots.get(session, ballot_id))
+def tally_receipt(ballot_id: int, user: AnyStaff, session: SessionDep) -> Any:
+    ballot = ballots.get(session, ballot_id)
+    if ballot.status != BallotStatus.published:
+        return _before_result(session, ballot, user, "tally receipt")
+    return evidence.tally_receipt(session, ballot=ballot)
 
 
 @router.get(
@@ -86,8 +103,10 @@ def tally_receipt(ballot_id: int, _user: AnyStaff, session: SessionDep) -> dict[
     response_class=Response,
     responses={200: {"content": {"application/zip": {}}, "description": "The bundle (zip)"}},
 )
-def evidence_bundle(ballot_id: int, _user: AnyStaff, session: SessionDep) -> Response:
+def evidence_bundle(ballot_id: int, user: AnyStaff, session: SessionDep) -> Response:
     ballot = ballots.get(session, ballot_id)
+    if ballot.status != BallotStatus.published:
+        return _before_result(session, ballot, user, "evidence bundle")
     content = evidence.bundle(session, ballot=ballot)
     filename = f"{ballot.reference}-evidence.zip"
     return Response(
