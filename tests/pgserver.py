@@ -7,6 +7,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -29,9 +30,34 @@ def _as_postgres(args: list[str]) -> list[str]:
     return args
 
 
+@dataclass(frozen=True)
+class PostgresServer:
+    """A server's data directory and start options, so a test can stop it and start it again."""
+
+    url: str
+    data: Path
+    options: str
+    log: Path
+
+    def start(self) -> None:
+        _pg_ctl(self.data, "-o", self.options, "-l", str(self.log), "-w", "-t", "60", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server; `immediate` is the crash a power cut or a `kill -9` would be."""
+        _pg_ctl(self.data, "-m", mode, "-w", "stop")
+
+
+def _pg_ctl(data: Path, *args: str, check: bool = True) -> None:
+    subprocess.run(
+        _as_postgres([str(_bindir() / "pg_ctl"), "-D", str(data), *args]),
+        check=check,
+        capture_output=True,
+    )
+
+
 @contextmanager
-def running_postgres() -> Iterator[str]:
-    """Start a PostgreSQL server and yield a SQLAlchemy URL for an empty database."""
+def postgres_server() -> Iterator[PostgresServer]:
+    """Start a PostgreSQL server with an empty database `mandate`; stop and remove it after."""
     bindir = _bindir()
     root = Path(tempfile.mkdtemp(prefix="mandate-pg-"))
     if os.geteuid() == 0:
@@ -56,26 +82,13 @@ def running_postgres() -> Iterator[str]:
         check=True,
         capture_output=True,
     )
-    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=200"
-    subprocess.run(
-        _as_postgres(
-            [
-                str(bindir / "pg_ctl"),
-                "-D",
-                str(data),
-                "-o",
-                options,
-                "-l",
-                str(root / "server.log"),
-                "-w",
-                "-t",
-                "60",
-                "start",
-            ]
-        ),
-        check=True,
-        capture_output=True,
+    server = PostgresServer(
+        url=f"postgresql+psycopg://postgres@127.0.0.1:{port}/mandate",
+        data=data,
+        options=f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=200",
+        log=root / "server.log",
     )
+    server.start()
     try:
         subprocess.run(
             _as_postgres(
@@ -93,11 +106,14 @@ def running_postgres() -> Iterator[str]:
             check=True,
             capture_output=True,
         )
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/mandate"
+        yield server
     finally:
-        subprocess.run(
-            _as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
-            check=False,
-            capture_output=True,
-        )
+        _pg_ctl(data, "-m", "fast", "-w", "stop", check=False)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def running_postgres() -> Iterator[str]:
+    """Start a PostgreSQL server and yield a SQLAlchemy URL for an empty database."""
+    with postgres_server() as server:
+        yield server.url
