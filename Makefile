@@ -29,6 +29,7 @@ postgres:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql)
 
 test: install postgres lint
+	$(BIN)/bandit -q -c pyproject.toml -r app -ll
 	@echo "=== tests on SQLite (every test) ==="
 	$(BIN)/pytest --db=sqlite
 	@echo "=== tests on PostgreSQL (every test that touches the database) ==="
@@ -39,6 +40,7 @@ bench: install
 	$(BIN)/python bench/cast.py
 	$(BIN)/python bench/mail.py
 	$(BIN)/python bench/verify.py
+	$(BIN)/python bench/national.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,7 +1,6 @@
 """A ballot's life: draft → open → closed → published (or voided), and its count."""
 
 import base64
-import binascii
 import mimetypes
 from collections import Counter
 from collections.abc import Callable
@@ -33,7 +32,7 @@ def _documents(definition: BallotDefinition) -> list[Document]:
     for i, doc in enumerate(definition.documents):
         try:
             content = base64.b64decode(doc.content_base64 or "", validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or text that is not even ASCII
             problems.append({"loc": f"documents[{i}].content_base64", "problem": "not base64"})
             continue
         if not content:

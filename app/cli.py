@@ -26,6 +26,7 @@ from app import (
     definitions,
     errors,
     evidence,
+    logs,
     mail,
     outbox,
     proof,
@@ -55,6 +56,8 @@ DEMO_BALLOT = (
     Path(__file__).resolve().parent.parent / "ballots" / "delegated-commissioning-2016.toml"
 )
 DEMO_USER = "demo-secretariat"
+
+
 # The audit trail names whoever ran a command at the server's shell as an operator.
 def _os_user() -> str:
     try:
@@ -77,7 +80,7 @@ def main() -> None:
 @app.command()
 def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
     """Serve the API and the voter pages."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = get_settings()
     # uvicorn's own access log prints raw paths, which carry voting tokens: ours redacts them.
     uvicorn.run(
         "app.main:create_app",
@@ -87,6 +90,12 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
         workers=workers,
         access_log=False,
         log_level="info",
+        # Applied in every worker process: LOG_FORMAT, and the request id on every line.
+        log_config=logs.dict_config(settings.log_format),
+        server_header=False,  # no "server: uvicorn" banner
+        # Only TRUSTED_PROXIES may set the client address and scheme.
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=settings.trusted_proxies or None,
     )
 
 
@@ -109,6 +118,30 @@ def staff_add(
     with session_scope() as session:
         user = staff.create(session, username=username, password=password, role=role)
         console.print(f"Created {escape(user.username)} ({user.role}).")
+    if role == Role.admin:
+        console.print(
+            "An admin must set up two-factor sign-in (POST /api/v1/auth/totp) before anything else."
+        )
+
+
+@staff_app.command("revoke")
+def staff_revoke(username: str) -> None:
+    """End every session of an account (it can sign in again)."""
+    with session_scope() as session:
+        user = staff.get(session, username)
+        ended = staff.end_sessions(session, user=user)
+        console.print(f"Ended {ended} session(s) of {escape(user.username)}.")
+
+
+@staff_app.command("reset-two-factor")
+def staff_reset_two_factor(username: str) -> None:
+    """Remove an account's second factor (a lost authenticator) and end its sessions."""
+    with session_scope() as session:
+        user = staff.reset_totp(session, username=username)
+        console.print(
+            f"Two-factor sign-in removed from {escape(user.username)}; they set it up again "
+            "after signing in."
+        )
 
 
 def _load(path: Path, *, from_now: bool = False) -> int:

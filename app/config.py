@@ -42,13 +42,28 @@ class Settings(BaseSettings):
     mail_batch_size: int = Field(default=200, gt=0)
     # `mandate serve` delivers the outbox itself; turn off when a `mandate mail send` worker does.
     mail_send_in_server: bool = True
+    # Abuse limits are counted in each process ("memory") or, with several servers on one
+    # PostgreSQL database, together in it ("database").
+    rate_limit_store: Literal["memory", "database"] = "memory"
     # Each server looks for ballots whose voting starts or closes by the clock; at most once
     # each, however many servers look.
     schedule_in_server: bool = True
     schedule_interval_seconds: float = Field(default=30, gt=0)
-    staff_token_hours: int = Field(default=8, gt=0)
+    # A staff session ends after this long however active it is (the absolute timeout) ...
+    staff_session_hours: int = Field(default=12, gt=0)
+    # ... and after this long without a request (the idle timeout).
+    staff_idle_minutes: int = Field(default=30, gt=0)
     # How long a transaction waits for a lock before giving up with "busy, try again".
     database_lock_timeout_ms: int = Field(default=30_000, gt=0)
+    # Log lines as text or as one JSON object per line; either way each carries its request id.
+    log_format: Literal["text", "json"] = "text"
+    # Reverse proxies (comma-separated addresses or CIDR ranges) whose X-Forwarded-Proto is
+    # believed; from any other address the header is ignored.
+    trusted_proxies: str = ""
+    # Request bodies over this size are refused with 413 before the app reads them ...
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    # ... except a ballot definition (with its documents) and a roll upload.
+    max_upload_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> "Settings":

@@ -1,6 +1,7 @@
 """The ballot definition: the schema of a ballot file (TOML) and of the API's JSON."""
 
 import base64
+import re
 import tomllib
 from collections import Counter
 from datetime import date
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -23,9 +25,50 @@ from app import counting, errors
 from app.models import ReceiptMode
 
 DEFAULT_OPTIONS = ("For", "Against", "Abstain")
+MAX_OPTIONS = 10
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+# What no name may hold: C0 and C1 controls (a CR or LF would split an email header: the title
+# goes into subjects), DEL, line and paragraph separators, the bidirectional controls that make
+# text read otherwise than it is, and lone surrogates (which cannot be written out as UTF-8).
+_NOT_IN_A_LINE = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
+# Running text (a question, a summary) may also break lines and hold tabs.
+_NOT_IN_TEXT = re.compile(
+    r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
+_CHARACTER_NAMES = {"\r": "a carriage return (CR)", "\n": "a line feed (LF)", "\t": "a tab"}
+
+
+def _refuse_characters(pattern: re.Pattern[str], value: str, what: str) -> str:
+    found = pattern.search(value)
+    if found:
+        char = found.group()
+        named = _CHARACTER_NAMES.get(char, f"the character U+{ord(char):04X}")
+        raise ValueError(f"must be {what}, without control characters: it contains {named}")
+    return value
+
+
+def one_line(value: str) -> str:
+    """Refuse a line break or any control character in a name (the error names the character,
+    never the value)."""
+    return _refuse_characters(_NOT_IN_A_LINE, value, "one line of text")
+
+
+def running_text(value: str) -> str:
+    return _refuse_characters(_NOT_IN_TEXT, value, "plain text")
+
+
+Text = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=2000),
+    AfterValidator(running_text),
+]
+Name = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(one_line),
+]
 
 
 class Schema(BaseModel):
@@ -42,7 +85,9 @@ class Organisation(Schema):
 class Question(Schema):
     id: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")]
     text: Text
-    options: list[Name] = Field(default_factory=lambda: list(DEFAULT_OPTIONS))
+    options: list[Name] = Field(
+        default_factory=lambda: list(DEFAULT_OPTIONS), max_length=MAX_OPTIONS
+    )
     rules: counting.QuestionRules | None = None
     # The question puts a constitution amendment to the members (a GPC key point).
     amends_constitution: bool = False
@@ -103,18 +148,22 @@ class Governance(Schema):
 
 class BallotDefinition(Schema):
     reference: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{2,63}$")]
-    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
+    title: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=300),
+        AfterValidator(one_line),
+    ]
     organisation: Organisation
     receipt_mode: ReceiptMode = ReceiptMode.inclusion_only
     opens_at: AwareDatetime
     closes_at: AwareDatetime
     questions: list[Question] = Field(min_length=1, max_length=20)
     documents: list[DocumentIn] = Field(default_factory=list, max_length=20)
-    consultations: list[Consultation] = Field(default_factory=list)
+    consultations: list[Consultation] = Field(default_factory=list, max_length=100)
     governance: Governance = Field(default_factory=Governance)
     rules: counting.Rules
     # Path of the roll file next to the ballot file; only the CLI loader reads it.
-    roll: str | None = None
+    roll: Name | None = None
 
     @field_validator("questions")
     @classmethod
@@ -123,6 +172,22 @@ class BallotDefinition(Schema):
         if duplicates:
             raise ValueError(f'duplicate question id "{duplicates[0]}"')
         return questions
+
+    @field_validator("rules")
+    @classmethod
+    def _rules_text_is_one_line(cls, rules: counting.Rules) -> counting.Rules:
+        # The constitution reference is printed on the declaration: a name like any other.
+        for field in ("constitution_ref", "list_size_source"):
+            value = getattr(rules, field)
+            if value is None:
+                continue
+            if len(value) > 300:
+                raise ValueError(f"{field} must be at most 300 characters")
+            try:
+                one_line(value)
+            except ValueError as exc:
+                raise ValueError(f"{field} {exc}") from None
+        return rules
 
     @model_validator(mode="after")
     def _closes_after_opening(self) -> "BallotDefinition":
@@ -148,12 +213,17 @@ def read_ballot_file(path: Path) -> BallotDefinition:
     """Load a TOML ballot file and the documents it names (relative to the file)."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise errors.InvalidInput(f"{path.name} must be saved as UTF-8.") from None
     except tomllib.TOMLDecodeError as exc:
         raise errors.InvalidInput(f"{path.name} is not valid TOML: {exc}") from None
-    for document in data.get("documents", []):
+    documents = data.get("documents", [])
+    folder = path.parent.resolve()
+    for document in documents if isinstance(documents, list) else []:
         if isinstance(document, dict) and isinstance(document.get("file"), str):
-            target = path.parent / document["file"]
-            if target.is_file():
+            target = (folder / document["file"]).resolve()
+            # Only files beside the ballot file: "papers/../../secret" is read from nowhere.
+            if target.is_relative_to(folder) and target.is_file():
                 document["content_base64"] = base64.b64encode(target.read_bytes()).decode()
     definition = parse_definition(data)
     missing = [

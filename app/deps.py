@@ -4,7 +4,7 @@ from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends
-from fastapi.security import OAuth2PasswordBearer
+from fastapi.security import APIKeyCookie, OAuth2PasswordBearer
 from sqlalchemy.orm import Session
 
 from app import errors, staff, voting
@@ -16,15 +16,37 @@ from app.models import Role, StaffUser, VotingLink
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 _bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+# The staff console's cookie: `__Host-` pins it to this host and path / over HTTPS only.
+SESSION_COOKIE = "__Host-mandate-session"
+_cookie = APIKeyCookie(name=SESSION_COOKIE, auto_error=False)
 BearerToken = Annotated[str | None, Depends(_bearer)]
 
 
-def current_staff(session: SessionDep, token: BearerToken) -> StaffUser:
+def session_token(
+    bearer: BearerToken, cookie: Annotated[str | None, Depends(_cookie)]
+) -> str | None:
+    """The staff session token the request carries: the bearer token, else the cookie."""
+    return bearer or cookie or None
+
+
+SessionToken = Annotated[str | None, Depends(session_token)]
+
+
+def signed_in(session: SessionDep, token: SessionToken) -> StaffUser:
+    """Whoever holds a live session, before the two-factor requirement is checked."""
     if not token:
         raise errors.NotAuthenticated(
             "Sign in first: send the bearer token from /api/v1/auth/token."
         )
     return staff.authenticate(session, token)
+
+
+SignedIn = Annotated[StaffUser, Depends(signed_in)]
+
+
+def current_staff(user: SignedIn) -> StaffUser:
+    staff.require_two_factor(user)
+    return user
 
 
 CurrentStaff = Annotated[StaffUser, Depends(current_staff)]

@@ -6,10 +6,17 @@ from typing import Any
 class AppError(Exception):
     status_code = 400
 
-    def __init__(self, detail: str, *, problems: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        detail: str,
+        *,
+        problems: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.problems = problems
+        self.headers = headers
 
     @property
     def name(self) -> str:

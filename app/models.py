@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -86,7 +87,13 @@ def _in(column: str, enum: type[StrEnum]) -> str:
 
 class StaffUser(Base):
     __tablename__ = "staff_user"
-    __table_args__ = (CheckConstraint(_in("role", Role), name="role"),)
+    __table_args__ = (
+        CheckConstraint(_in("role", Role), name="role"),
+        CheckConstraint(
+            "totp_confirmed_at IS NULL OR totp_secret_encrypted IS NOT NULL",
+            name="totp_confirmed_has_secret",
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(100), unique=True)
@@ -98,6 +105,11 @@ class StaffUser(Base):
     # never leaves their own machine.
     attestation_key: Mapped[str | None] = mapped_column(String(64))
     attestation_key_registered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The TOTP secret, encrypted with a key derived from SECRET_KEY; pending until a code from
+    # it is confirmed. The last time step a code was accepted for, so no code is used twice.
+    totp_secret_encrypted: Mapped[str | None] = mapped_column(String(200))
+    totp_confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    totp_last_step: Mapped[int | None] = mapped_column(Integer)
 
 
 class StaffSession(Base):
@@ -109,6 +121,9 @@ class StaffSession(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     staff_user_id: Mapped[int] = mapped_column(ForeignKey("staff_user.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Moved forward at most once a minute, so the idle timeout costs no write per request.
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The absolute timeout: created_at + STAFF_SESSION_HOURS, however active the session.
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
@@ -287,3 +302,13 @@ class SigningKey(Base):
     key_id: Mapped[str] = mapped_column(String(16), primary_key=True)
     public_key: Mapped[str] = mapped_column(String(64), unique=True)
     first_used_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class RateLimit(Base):
+    """Attempts in one window for one key (a keyed hash), when servers count together."""
+
+    __tablename__ = "rate_limit"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    window_start: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    attempts: Mapped[int] = mapped_column(Integer)

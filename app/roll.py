@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -20,7 +21,7 @@ from pydantic import (
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from app import audit, clock, errors, outbox, proof
+from app import audit, clock, definitions, errors, outbox, proof
 from app.models import Ballot, BallotStatus, MessageKind, RollEntry, VotingLink
 
 CSV_COLUMNS = ("ods_code", "name", "locality", "list_size", "emails")
@@ -36,8 +37,17 @@ class RollRow(BaseModel):
         BeforeValidator(lambda v: v.strip().upper() if isinstance(v, str) else v),
         StringConstraints(pattern=r"^[A-Z][0-9]{5}$"),
     ]
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-    locality: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    # Names go into emails and the declaration: one line each, no control characters.
+    name: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+        AfterValidator(definitions.one_line),
+    ]
+    locality: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+        AfterValidator(definitions.one_line),
+    ]
     list_size: int = Field(gt=0, le=1_000_000)
     emails: list[EmailStr] = Field(min_length=1, max_length=10)
 
@@ -57,6 +67,8 @@ def parse_json(data: Any) -> list[RollRow]:
     """Validate a roll given as a JSON list of practices, reporting every problem."""
     if not isinstance(data, list):
         raise errors.InvalidInput("The roll must be a list of practices.")
+    if len(data) > MAX_PRACTICES:
+        raise errors.InvalidInput(f"A roll holds at most {MAX_PRACTICES} practices.")
     try:
         rows = _rows.validate_python(data)
     except ValidationError as exc:
@@ -67,7 +79,18 @@ def parse_json(data: Any) -> list[RollRow]:
 
 def parse_csv(text: str) -> list[RollRow]:
     """Validate a CSV roll (header: ods_code,name,locality,list_size,emails), row by row."""
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    # newline="": the csv module sees the line ends itself, so a CR inside a quoted cell stays in
+    # the cell (where the name check refuses it) and a stray one ends a row instead of raising.
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff"), newline=""))
+    try:
+        return _parse_rows(reader)
+    except csv.Error as exc:  # e.g. a cell past the reader's size limit
+        raise errors.InvalidInput(
+            f"The CSV file could not be read after line {reader.line_num}: {exc}."
+        ) from None
+
+
+def _parse_rows(reader: "csv.DictReader[str]") -> list[RollRow]:
     header = [h.strip() for h in reader.fieldnames or []]
     missing = [c for c in CSV_COLUMNS if c not in header]
     if missing:

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from app import clock, config, signing
+from app import clock, config, limits, signing
 from app import db as database
 from app.main import create_app
 from app.models import Role
@@ -99,6 +99,7 @@ def db(engine: Engine) -> Iterator[Engine]:
 
 @pytest.fixture
 def client(db: Engine) -> Iterator[TestClient]:
+    limits.forget()  # every test starts with its allowance of attempts
     with TestClient(create_app()) as test_client:
         yield test_client
 

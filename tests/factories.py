@@ -5,7 +5,9 @@ import re
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
+import pyotp
 from fastapi.testclient import TestClient
 
 from app import clock, config, mail, outbox, staff
@@ -54,14 +56,48 @@ def roll(n: int = 9, *, emails_per_practice: int = 1) -> list[dict[str, Any]]:
 
 
 def staff_headers(client: TestClient, role: Role = Role.secretariat) -> dict[str, str]:
-    """Create an account with this role and sign it in."""
+    """Create an account with this role and sign it in; an admin also sets up two-factor
+    sign-in through the API, as every admin must before using it."""
     username = f"{role.value}-user"
     with session_scope() as session:
-        if not any(u.username == username for u in staff.list_all(session)):
-            staff.create(session, username=username, password=PASSWORD, role=role)
-    response = client.post("/api/v1/auth/token", data={"username": username, "password": PASSWORD})
+        user = next((u for u in staff.list_all(session) if u.username == username), None)
+        if user is None:
+            user = staff.create(session, username=username, password=PASSWORD, role=role)
+        elif user.totp_confirmed_at is not None:
+            # Tests often freeze the clock, so signing in again would replay the last code.
+            user.totp_last_step = None
+        enrolled = user.totp_confirmed_at is not None
+    form = {"username": username, "password": PASSWORD}
+    if enrolled:
+        form["otp"] = totp_code(username)
+    response = client.post("/api/v1/auth/token", data=form)
     assert response.status_code == 200, response.text
-    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+    headers = {"Authorization": f"Bearer {response.json()['access_token']}"}
+    if role == Role.admin and not enrolled:
+        enrol_totp(client, headers, username=username)
+    return headers
+
+
+# The TOTP secret of each account a test enrolled, by username.
+_totp_secrets: dict[str, str] = {}
+
+
+def enrol_totp(client: TestClient, headers: dict[str, str], *, username: str) -> str:
+    """Set up two-factor sign-in through the API, as a person would; returns the secret."""
+    started = client.post("/api/v1/auth/totp", headers=headers)
+    assert started.status_code == 200, started.text
+    uri: str = started.json()["otpauth_uri"]
+    secret = parse_qs(urlsplit(uri).query)["secret"][0]
+    _totp_secrets[username] = secret
+    code = pyotp.TOTP(secret).at(clock.now())
+    confirmed = client.post("/api/v1/auth/totp/confirm", json={"code": code}, headers=headers)
+    assert confirmed.status_code == 200, confirmed.text
+    return secret
+
+
+def totp_code(username: str) -> str:
+    """The authenticator's code for an account enrolled by enrol_totp, by the app's clock."""
+    return pyotp.TOTP(_totp_secrets[username]).at(clock.now())
 
 
 def draft_ballot(

@@ -1,5 +1,6 @@
 """Secrecy: no count, choice or receipt before close for anyone; no secret in the database."""
 
+import re
 import threading
 import time
 from typing import Any
@@ -124,7 +125,14 @@ def test_published_box_follows_the_receipt_mode(
     secretariat = factories.staff_headers(client, Role.secretariat)
     client.post(f"/api/v1/ballots/{ballot_id}/close", headers=secretariat)
     client.post(f"/api/v1/ballots/{ballot_id}/publish", headers=secretariat)
-    checked = client.post(f"/ballots/{ballot_id}/check", data={"receipt_code": receipt})
+    page = client.get(f"/ballots/{ballot_id}/check").text
+    form_token = re.search(r'name="form_token" value="([^"]+)"', page)
+    assert form_token is not None
+    checked = client.post(
+        f"/ballots/{ballot_id}/check",
+        data={"receipt_code": receipt, "form_token": form_token.group(1)},
+    )
+    assert checked.status_code == 200
     assert checked.headers["Cache-Control"] == "no-store"  # a result may show the choices
     box = client.get(f"/api/v1/ballots/{ballot_id}/ballot-box").json()
     if receipt_mode == "inclusion_only":

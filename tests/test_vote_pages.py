@@ -16,9 +16,12 @@ from sqlalchemy.engine import Engine
 
 from app import clock
 from app.models import BallotBoxEntry
+from app.routes import vote_pages
 from tests import factories
 
 OPTIONS = ("For", "Against", "Abstain")
+# What the radio buttons post for each option: codes of one length, whatever the option.
+CODES = {"For": "o01", "Against": "o02", "Abstain": "o03"}
 RECEIPT_CODE = re.compile(r"\b[0-9A-Z]{4}(?:-[0-9A-Z]{4}){4}\b")
 
 
@@ -29,7 +32,14 @@ class Form:
     # What the browser would send: hidden and text inputs, and radios that are checked.
     fields: dict[str, str] = field(default_factory=dict)
     radios: dict[str, list[str]] = field(default_factory=dict)
+    # The text of each radio button's label, by the radio's name and value.
+    labels: dict[str, dict[str, str]] = field(default_factory=dict)
     button: str = ""
+
+    @property
+    def answers(self) -> dict[str, str]:
+        """The fields without the form's token, which differs from form to form."""
+        return {k: v for k, v in self.fields.items() if k != vote_pages.FORM_FIELD}
 
 
 @dataclass
@@ -65,6 +75,7 @@ class _PageParser(HTMLParser):
         self.ids: set[str] = set()
         self._form: Form | None = None
         self._in_button = False
+        self._radio: tuple[str, str] | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = {name: value or "" for name, value in attrs}
@@ -79,6 +90,7 @@ class _PageParser(HTMLParser):
             name, value = a.get("name", ""), a.get("value", "")
             if a.get("type", "text") == "radio":
                 self._form.radios.setdefault(name, []).append(value)
+                self._radio = (name, value)
                 if "checked" in a:
                     self._form.fields[name] = value
             else:
@@ -91,10 +103,15 @@ class _PageParser(HTMLParser):
             self._form = None
         elif tag == "button":
             self._in_button = False
+        elif tag == "label":
+            self._radio = None
 
     def handle_data(self, data: str) -> None:
         if self._in_button and self._form is not None:
             self._form.button += data.strip()
+        if self._radio is not None and self._form is not None and data.strip():
+            name, value = self._radio
+            self._form.labels.setdefault(name, {})[value] = data.strip()
 
 
 def parse(response: httpx.Response) -> Page:
@@ -124,7 +141,13 @@ def post(client: TestClient, form: Form, **changes: str) -> Page:
 
 
 def answers(**choices: str) -> dict[str, str]:
-    return {f"q_{question}": option for question, option in choices.items()}
+    """Form fields choosing these options, as the radio buttons post them."""
+    return {f"q_{question}": CODES[option] for question, option in choices.items()}
+
+
+def signed(action: str) -> dict[str, str]:
+    """The token of a genuine form posting to this address, for a page that shows no form."""
+    return {vote_pages.FORM_FIELD: vote_pages.form_token(vote_pages.VOTE_FORM, action)}
 
 
 def choices_form(client: TestClient, token: str) -> Form:
@@ -220,8 +243,14 @@ def test_voter_goes_from_the_link_to_a_receipt(
     client: TestClient, ballot_id: int, token: str
 ) -> None:
     form = choices_form(client, token)
-    assert form.radios == {"q_delegated": list(OPTIONS), "q_constitution": list(OPTIONS)}
-    assert form.fields == {"voter_name": "", "voter_role": ""}
+    labelled = {code: option for option, code in CODES.items()}
+    assert form.labels == {"q_delegated": labelled, "q_constitution": labelled}
+    assert form.radios == {
+        "q_delegated": ["o01", "o02", "o03"],
+        "q_constitution": ["o01", "o02", "o03"],
+    }
+    assert form.answers == {"voter_name": "", "voter_role": ""}
+    assert form.fields[vote_pages.FORM_FIELD]
 
     check = post(client, form, **answers(delegated="For", constitution="Abstain"))
     assert check.response.status_code == 200
@@ -229,15 +258,17 @@ def test_voter_goes_from_the_link_to_a_receipt(
     assert "Apply for delegated commissioning from 1 April 2017? For" in check.text
     assert "Approve the constitution amendments? Abstain" in check.text
     expected = {
-        "q_delegated": "For",
-        "q_constitution": "Abstain",
+        "q_delegated": "o01",
+        "q_constitution": "o03",
         "voter_name": "",
         "voter_role": "",
     }
     change = check.form(f"/vote/{token}/choices")
     submit = check.form(f"/vote/{token}/submit")
-    assert (change.button, change.fields) == ("Change your answers", expected)
-    assert (submit.button, submit.fields) == ("Submit vote", expected)
+    assert (change.button, change.answers) == ("Change your answers", expected)
+    assert (submit.button, submit.answers) == ("Submit vote", expected)
+    # Each form's token is bound to the address it posts to.
+    assert change.fields[vote_pages.FORM_FIELD] != submit.fields[vote_pages.FORM_FIELD]
 
     receipt = post(client, submit)
     assert receipt.response.status_code == 200
@@ -288,14 +319,14 @@ def test_unanswered_question_shows_an_error_summary(
     assert "Error: answer this question (Abstain is an answer)" in inline.group(1)
     # What was answered is kept, so only the missing answer needs filling in.
     form = page.form(f"/vote/{token}/check")
-    assert form.fields["q_delegated"] == "Against"
+    assert form.fields["q_delegated"] == CODES["Against"]
     assert "q_constitution" not in form.fields
     assert not has_voted(client, token)
     assert ballot_box_rows(db) == 0
 
-    check = post(client, form, q_constitution="Abstain")
+    check = post(client, form, **answers(constitution="Abstain"))
     assert check.response.status_code == 200
-    assert check.form(f"/vote/{token}/submit").fields["q_delegated"] == "Against"
+    assert check.form(f"/vote/{token}/submit").fields["q_delegated"] == CODES["Against"]
 
 
 def test_change_your_answers_keeps_the_answers_and_who_is_submitting(
@@ -312,14 +343,14 @@ def test_change_your_answers_keeps_the_answers_and_who_is_submitting(
     again = post(client, check.form(f"/vote/{token}/choices"))
     assert again.response.status_code == 200
     form = again.form(f"/vote/{token}/check")
-    assert form.fields == {
-        "q_delegated": "For",
-        "q_constitution": "Against",
+    assert form.answers == {
+        "q_delegated": CODES["For"],
+        "q_constitution": CODES["Against"],
         "voter_name": "Pat Jones",
         "voter_role": "Practice manager",
     }
-    changed = post(client, form, q_constitution="Abstain")
-    assert changed.form(f"/vote/{token}/submit").fields["q_constitution"] == "Abstain"
+    changed = post(client, form, **answers(constitution="Abstain"))
+    assert changed.form(f"/vote/{token}/submit").fields["q_constitution"] == CODES["Abstain"]
     assert "Approve the constitution amendments? Abstain" in changed.text
     assert not has_voted(client, token)
 
@@ -360,17 +391,19 @@ def test_every_voter_page_forbids_referrers_caching_and_cookies(
     token, replaced = factories.token_for("G83001"), factories.token_for("G83002")
     client.post(f"/api/v1/ballots/{ballot_id}/voters/G83002/reissue", headers=secretariat)
     complete = answers(delegated="For", constitution="For")
+    check, choices, submit = (f"/vote/{token}/{a}" for a in ("check", "choices", "submit"))
     seen = [
         (200, client.get(f"/vote/{token}")),
         (200, client.get(f"/vote/{token}/choices")),
         (200, client.get(f"/vote/{token}/documents/0")),
         (404, client.get(f"/vote/{token}/documents/1")),
-        (422, client.post(f"/vote/{token}/check", data=answers(delegated="For"))),
-        (200, client.post(f"/vote/{token}/check", data=complete)),
-        (200, client.post(f"/vote/{token}/choices", data=complete)),
-        (422, client.post(f"/vote/{token}/submit", data=answers(delegated="For"))),
-        (200, client.post(f"/vote/{token}/submit", data=complete)),
-        (409, client.post(f"/vote/{token}/submit", data=complete)),
+        (403, client.post(check, data=complete)),
+        (422, client.post(check, data={**answers(delegated="For"), **signed(check)})),
+        (200, client.post(check, data={**complete, **signed(check)})),
+        (200, client.post(choices, data={**complete, **signed(choices)})),
+        (422, client.post(submit, data={**answers(delegated="For"), **signed(submit)})),
+        (200, client.post(submit, data={**complete, **signed(submit)})),
+        (409, client.post(submit, data={**complete, **signed(submit)})),
         (200, client.get(f"/vote/{token}")),
         (404, client.get("/vote/not-a-real-token-at-all")),
         (410, client.get(f"/vote/{replaced}")),
@@ -514,6 +547,8 @@ def test_revoked_link_says_it_was_replaced_by_a_newer_one(
     client: TestClient, secretariat: dict[str, str], ballot_id: int
 ) -> None:
     old = factories.token_for("G83002")
+    # The voter has the check page open when the link is replaced.
+    check = check_page(client, old, **answers(delegated="For", constitution="For"))
     response = client.post(
         f"/api/v1/ballots/{ballot_id}/voters/G83002/reissue", headers=secretariat
     )
@@ -521,11 +556,8 @@ def test_revoked_link_says_it_was_replaced_by_a_newer_one(
     for page in (
         get(client, f"/vote/{old}"),
         get(client, f"/vote/{old}/choices"),
-        post(
-            client,
-            Form("post", f"/vote/{old}/submit"),
-            **answers(delegated="For", constitution="For"),
-        ),
+        post(client, check.form(f"/vote/{old}/submit")),
+        post(client, check.form(f"/vote/{old}/choices")),
     ):
         assert page.response.status_code == 410
         assert page.response.headers["content-type"].startswith("text/html")
@@ -548,9 +580,10 @@ def test_not_yet_open_page_says_when_voting_opens(
             page.text
         )
         assert page.forms == []
+    url = f"/vote/{token}/submit"
     refused = post(
         client,
-        Form("post", f"/vote/{token}/submit"),
+        Form("post", url, fields=signed(url)),
         **answers(delegated="For", constitution="For"),
     )
     assert refused.response.status_code == 409
@@ -578,9 +611,10 @@ def test_closed_page_says_whether_the_practice_voted_never_how(
     assert "A vote was recorded" not in did_not.text
     for page in (voted, did_not):
         assert page.forms == []
+    url = f"/vote/{factories.token_for('G83002')}/submit"
     late = post(
         client,
-        Form("post", f"/vote/{factories.token_for('G83002')}/submit"),
+        Form("post", url, fields=signed(url)),
         **answers(delegated="For", constitution="For"),
     )
     assert late.response.status_code == 409
@@ -642,6 +676,8 @@ def test_document_link_returns_the_bytes_the_ballot_declares(
 def test_reposted_choices_offer_no_submit_once_voted_or_closed(
     client: TestClient, token: str
 ) -> None:
+    # The pages are opened within the hour before voting closes: their forms are still valid.
+    clock.freeze(factories.CLOSES - timedelta(hours=1))
     form = choices_form(client, token)
     other = choices_form(client, factories.token_for("G83002"))
     vote(client, token, **answers(delegated="Against", constitution="Abstain"))

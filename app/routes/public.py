@@ -2,15 +2,23 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse
 
 from app import ballots, crypto, errors, proof
 from app.deps import SessionDep
 from app.models import Ballot, BallotStatus, ReceiptMode
-from app.routes import templates
+from app.routes import templates, vote_pages
 
 router = APIRouter(tags=["public"])
+
+RECEIPT_CHECK_FORM = "receipt-check-form"
+_CHECKED_FORM = Depends(
+    vote_pages.signed_form(
+        RECEIPT_CHECK_FORM,
+        "This form has expired; open the ballot's check page again and enter the receipt code.",
+    )
+)
 
 
 def _published(session: SessionDep, ballot_id: int) -> Ballot:
@@ -44,13 +52,26 @@ def ballot_box(ballot_id: int, session: SessionDep) -> dict[str, Any]:
     return published_box(session, _published(session, ballot_id))
 
 
+def _check_page(
+    request: Request, ballot: Ballot, checked: dict[str, Any] | None = None
+) -> HTMLResponse:
+    token = vote_pages.form_token(RECEIPT_CHECK_FORM, f"/ballots/{ballot.id}/check")
+    return templates.TemplateResponse(
+        request, "check.html", {"ballot": ballot, "checked": checked, "form_token": token}
+    )
+
+
 @router.get("/ballots/{ballot_id}/check", response_class=HTMLResponse, include_in_schema=False)
 def check_form(ballot_id: int, request: Request, session: SessionDep) -> HTMLResponse:
-    ballot = _published(session, ballot_id)
-    return templates.TemplateResponse(request, "check.html", {"ballot": ballot, "checked": None})
+    return _check_page(request, _published(session, ballot_id))
 
 
-@router.post("/ballots/{ballot_id}/check", response_class=HTMLResponse, include_in_schema=False)
+@router.post(
+    "/ballots/{ballot_id}/check",
+    response_class=HTMLResponse,
+    include_in_schema=False,
+    dependencies=[_CHECKED_FORM],
+)
 def check_receipt(
     ballot_id: int,
     receipt_code: Annotated[str, Form(max_length=64)],
@@ -64,14 +85,8 @@ def check_receipt(
         (e for e in ballots.ballot_box(session, ballot=ballot) if e.receipt_code == wanted), None
     )
     show_choices = ballot.receipt_mode == ReceiptMode.receipt_with_choices
-    return templates.TemplateResponse(
+    return _check_page(
         request,
-        "check.html",
-        {
-            "ballot": ballot,
-            "checked": {
-                "found": found is not None,
-                "choices": found.choices if found and show_choices else None,
-            },
-        },
+        ballot,
+        {"found": found is not None, "choices": found.choices if found and show_choices else None},
     )

@@ -1,12 +1,12 @@
 """The voter API: read the ballot by link, cast once."""
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Depends, Request
+from pydantic import AfterValidator, BaseModel, Field
 
-from app import voting
+from app import definitions, errors, voting
 from app.deps import SessionDep, VoterLink
 from app.mail import vote_url
 
@@ -30,15 +30,38 @@ class VoterBallotOut(BaseModel):
     result: dict[str, Any] | None
 
 
+OneLine = Annotated[str, Field(max_length=200), AfterValidator(definitions.one_line)]
+
+
 class CastIn(BaseModel):
+    """The choices by option name, as the ballot lists them. Unlike the voter pages' forms
+    (which post fixed-length option codes), the request's length here follows the names the
+    client sends: a client that wants its requests one size pads them itself, e.g. with
+    whitespace in the JSON."""
+
     choices: dict[str, str] = Field(max_length=50)
-    voter_name: str | None = Field(default=None, max_length=200)
-    voter_role: str | None = Field(default=None, max_length=200)
+    voter_name: OneLine | None = None
+    voter_role: OneLine | None = None
 
 
 class ReceiptOut(BaseModel):
+    """The same length whatever was chosen: the receipt code is always 24 characters."""
+
     receipt_code: str
     detail: str
+
+
+class UnsupportedMediaType(errors.AppError):
+    status_code = 415
+
+
+def json_only(request: Request) -> None:
+    """Only JSON: a form on another site can post form or plain-text bodies, never JSON."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/json":
+        raise UnsupportedMediaType(
+            "Send the vote as JSON, with the header Content-Type: application/json."
+        )
 
 
 @router.get("/{token}")
@@ -70,7 +93,11 @@ def read_ballot(token: str, link: VoterLink, session: SessionDep) -> VoterBallot
     )
 
 
-@router.post("/{token}")
+@router.post(
+    "/{token}",
+    dependencies=[Depends(json_only)],
+    responses={415: {"description": "The body is not JSON (Content-Type: application/json)"}},
+)
 def cast_vote(token: str, body: CastIn, session: SessionDep) -> ReceiptOut:
     # The link is resolved inside the cast, in the same worker thread as the rest of the
     # transaction: on SQLite the request holds the database for that long and no longer.

@@ -1,37 +1,119 @@
-"""Voter pages: plain HTML forms, no JavaScript; answers travel only in POSTed fields."""
+"""Voter pages: plain HTML forms, no JavaScript; answers travel only in POSTed fields.
 
+Every form carries a signed token bound to the address it posts to; an answer travels as its
+option's position code, and the check page pads the option shown, so neither a request nor a page
+differs in size by the option chosen.
+"""
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import HTMLResponse
+from markupsafe import Markup, escape
 from starlette.datastructures import FormData
 
-from app import ballots, errors, voting
+from app import ballots, clock, crypto, definitions, errors, voting
 from app.deps import SessionDep, VoterLink
 from app.routes import templates
 
 router = APIRouter(prefix="/vote/{token}", include_in_schema=False)
 
+FORM_FIELD = "form_token"
+FORM_MAX_AGE = timedelta(hours=2)
+VOTE_FORM = "vote-form"
 
-async def _read_form(request: Request) -> FormData:
-    return await request.form()
+
+class FormExpired(errors.Forbidden):
+    """A form without our token, for another address, or too old: refused, nothing changed."""
 
 
-# Parsed before the route runs, so the routes stay synchronous and the database work stays
-# off the event loop.
-PostedForm = Annotated[FormData, Depends(_read_form)]
+def form_token(purpose: str, action: str) -> str:
+    """The hidden field of a form posting to `action`, dated by the one clock."""
+    return crypto.signer(purpose).dumps([_digest(action), int(clock.now().timestamp())])
+
+
+def check_form_token(form: FormData, *, purpose: str, action: str, detail: str) -> None:
+    value = form.get(FORM_FIELD)
+    if not isinstance(value, str):
+        raise FormExpired(detail)
+    max_age = int(FORM_MAX_AGE.total_seconds())
+    try:
+        # itsdangerous dates the signature by the system's time, the payload by the one clock
+        # (which tests move); in service they agree.
+        bound, issued = crypto.load_signed(purpose, value, max_age_seconds=max_age)
+        age = clock.now().timestamp() - float(issued)
+    except (crypto.SignedValueInvalid, TypeError, ValueError):
+        raise FormExpired(detail) from None
+    # A minute's grace for servers whose clocks differ a little.
+    if bound != _digest(action) or not -60 <= age <= max_age:
+        raise FormExpired(detail)
+
+
+def _digest(action: str) -> str:
+    return hashlib.sha256(action.encode()).hexdigest()[:32]
+
+
+def signed_form(purpose: str, detail: str) -> Callable[[Request], Awaitable[FormData]]:
+    """A dependency: the posted form, once its token is checked against the address posted to."""
+
+    async def read(request: Request) -> FormData:
+        form = await request.form()
+        check_form_token(form, purpose=purpose, action=request.url.path, detail=detail)
+        return form
+
+    return read
+
+
+# Parsed and checked before the route runs (before the link is even looked up), so the routes
+# stay synchronous and the database work stays off the event loop.
+PostedForm = Annotated[
+    FormData,
+    Depends(
+        signed_form(
+            VOTE_FORM, "This form has expired; go back to your voting link and start again."
+        )
+    ),
+]
+
+
+def option_code(position: int) -> str:
+    """What a radio button posts for an option: o01, o02, …, the same length for every option."""
+    return f"o{position + 1:02d}"
+
+
+def padding(options: list[str], chosen: str) -> Markup:
+    """An HTML comment that brings the option shown to the byte length of the longest."""
+
+    def size(option: str) -> int:
+        return len(str(escape(option)).encode())
+
+    return Markup(f"<!--{' ' * (max(map(size, options)) - size(chosen))}-->")  # noqa: S704
 
 
 def _page(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    context.update(option_code=option_code, padding=padding)
     return templates.TemplateResponse(request, name, context, status_code=status_code)
 
 
-def _answers(form: FormData) -> tuple[dict[str, str], str, str]:
-    choices = {
-        key.removeprefix("q_"): value
-        for key, value in form.multi_items()
-        if key.startswith("q_") and isinstance(value, str)
-    }
+def _forms(token: str, *actions: str) -> dict[str, str]:
+    return {a: form_token(VOTE_FORM, f"/vote/{token}/{a}") for a in actions}
+
+
+def _answers(
+    form: FormData, questions: list[definitions.Question]
+) -> tuple[dict[str, str], str, str]:
+    """The choices posted as option codes, by option; a code that is no option becomes "", which
+    no option is, so the check refuses it without echoing what was sent."""
+    options = {q.id: q.options for q in questions}
+    choices = {}
+    for key, value in form.multi_items():
+        if key.startswith("q_") and isinstance(value, str):
+            qid = key.removeprefix("q_")
+            codes = {option_code(i): o for i, o in enumerate(options.get(qid, []))}
+            choices[qid] = codes.get(value, "")
     name, role = form.get("voter_name", ""), form.get("voter_role", "")
     return choices, name if isinstance(name, str) else "", role if isinstance(role, str) else ""
 
@@ -68,7 +150,7 @@ def _choices_page(
     status_code: int = 200,
     problems: list[dict[str, Any]] | None = None,
 ) -> HTMLResponse:
-    choices, name, role = _answers(form) if form is not None else ({}, "", "")
+    choices, name, role = _answers(form, v.questions) if form is not None else ({}, "", "")
     if not _can_vote(v):
         return _page(request, "vote_status.html", v=v, token=token)
     return _page(
@@ -77,6 +159,7 @@ def _choices_page(
         status_code=status_code,
         v=v,
         token=token,
+        forms=_forms(token, "check"),
         choices=choices,
         voter_name=name,
         voter_role=role,
@@ -93,20 +176,20 @@ def choices_form(
 
 @router.post("/choices", response_class=HTMLResponse)
 def change_choices(
-    token: str, link: VoterLink, form: PostedForm, request: Request, session: SessionDep
+    token: str, form: PostedForm, link: VoterLink, request: Request, session: SessionDep
 ) -> HTMLResponse:
     return _choices_page(request, voting.view(session, link=link), token, form)
 
 
 @router.post("/check", response_class=HTMLResponse)
 def check_answers(
-    token: str, link: VoterLink, form: PostedForm, request: Request, session: SessionDep
+    token: str, form: PostedForm, link: VoterLink, request: Request, session: SessionDep
 ) -> HTMLResponse:
     v = voting.view(session, link=link)
     # A re-posted form (the back button) must not offer a vote that can no longer be cast.
     if not _can_vote(v):
         return _page(request, "vote_status.html", v=v, token=token)
-    choices, name, role = _answers(form)
+    choices, name, role = _answers(form, v.questions)
     try:
         voting.check_choices(v.questions, choices)
     except errors.InvalidInput as exc:
@@ -116,6 +199,7 @@ def check_answers(
         "vote_check.html",
         v=v,
         token=token,
+        forms=_forms(token, "choices", "submit"),
         choices=choices,
         voter_name=name,
         voter_role=role,
@@ -124,9 +208,11 @@ def check_answers(
 
 @router.post("/submit", response_class=HTMLResponse)
 def submit(token: str, form: PostedForm, request: Request, session: SessionDep) -> HTMLResponse:
-    choices, name, role = _answers(form)
+    link = voting.resolve(session, token)
+    # The codes are read against the ballot's questions; the cast checks the answers again.
+    choices, name, role = _answers(form, voting.view(session, link=link).questions)
     receipt_code = voting.cast(
         session, token=token, choices=choices, voter_name=name, voter_role=role
     )
-    v = voting.view(session, link=voting.resolve(session, token))
+    v = voting.view(session, link=link)
     return _page(request, "vote_receipt.html", v=v, token=token, receipt_code=receipt_code)
