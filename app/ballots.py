@@ -121,6 +121,8 @@ def get(
     session: Session, ballot_id: int, *, lock: str | None = None, with_documents: bool = False
 ) -> Ballot:
     """Load a ballot, optionally locking its row: "share" for casts, "update" for transitions."""
+    if not 0 < ballot_id < 2**31:  # past the databases' integer: no ballot, not an error
+        raise errors.NotFound(f"There is no ballot {ballot_id}.")
     query = select(Ballot).where(Ballot.id == ballot_id)
     if with_documents:
         query = query.options(selectinload(Ballot.documents))

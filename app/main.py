@@ -10,7 +10,7 @@ import re
 import time
 import traceback
 from collections.abc import AsyncIterator, Iterable
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import anyio
@@ -20,6 +20,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import errors, health, logs, outbox, schedule, signing
@@ -62,6 +63,18 @@ def _error_response(request: Request, exc: errors.AppError) -> Response:
 
 class ServerBusy(errors.Conflict):
     pass
+
+
+class HttpError(errors.AppError):
+    _WORDS: ClassVar[dict[int, str]] = {
+        400: "The request could not be read: send valid UTF-8 JSON, a form or a CSV file.",
+        404: "There is nothing at this address; check it, or start from your voting link.",
+        405: "This address does not accept that kind of request.",
+    }
+
+    def __init__(self, status_code: int) -> None:
+        super().__init__(self._WORDS.get(status_code, "The request was refused."))
+        self.status_code = status_code
 
 
 class DatabaseUnavailable(errors.AppError):
@@ -360,6 +373,12 @@ def create_app() -> FastAPI:
     @app.exception_handler(errors.AppError)
     async def _app_error(request: Request, exc: errors.AppError) -> Response:
         return _error_response(request, exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # The framework's own refusals (unknown address, wrong method, unreadable body) in the
+        # same shape and words as every other error.
+        return _error_response(request, HttpError(exc.status_code))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(request: Request, exc: RequestValidationError) -> Response:

@@ -189,7 +189,7 @@ def test_malformed_json_is_refused_by_name(client: TestClient, secretariat: dict
     _refused(broken, 422, "JSON decode error")
     not_utf8 = client.post("/api/v1/ballots", content=b'{"title": "\xff\xfe"}', headers=json_type)
     assert 400 <= not_utf8.status_code < 500
-    assert "error parsing the body" in not_utf8.text
+    assert "The request could not be read" in not_utf8.json()["detail"]
     assert _ballots(client, secretariat) == count
 
 
