@@ -19,6 +19,7 @@ from starlette.types import Message, Receive, Scope, Send
 from app import config, definitions, errors, roll
 from app.config import Settings
 from app.main import RequestGuard, create_app
+from app.models import Role
 from tests import factories
 from tests.test_vote_pages import ballot_box_rows, has_voted
 
@@ -226,7 +227,7 @@ def test_wrong_types_and_unknown_fields_are_refused_by_name(
 def test_every_request_body_refuses_fields_it_does_not_know(
     client: TestClient, secretariat: dict[str, str], ballot_id: int
 ) -> None:
-    admin = factories.staff_headers(client, factories.Role.admin)
+    admin = factories.staff_headers(client, Role.admin)
     token = factories.token_for("G83001")
     vote = {"choices": {"delegated": "For", "constitution": "For"}}
     refusals = [
@@ -283,7 +284,7 @@ def test_reasons_usernames_codes_and_choices_have_limits(
     ballot = client.get(f"/api/v1/ballots/{ballot_id}", headers=secretariat).json()
     assert ballot["close_extended_reason"] is None
 
-    admin = factories.staff_headers(client, factories.Role.admin)
+    admin = factories.staff_headers(client, Role.admin)
     accounts = len(client.get("/api/v1/staff", headers=admin).json())
     for username, named in [
         ("u" * 101, "username: String should have at most 100 characters"),
