@@ -5,14 +5,14 @@ import mimetypes
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from app import audit, clock, counting, errors, outbox, proof, roll
+from app import audit, clock, counting, errors, outbox, proof, roll, scrutiny
 from app.definitions import BallotDefinition, Question
 from app.models import (
     Ballot,
@@ -98,7 +98,17 @@ def update(session: Session, *, ballot: Ballot, definition: BallotDefinition, ac
         session, ballot=ballot, actor=actor, action="ballot_edited",
         title=ballot.title, definition_sha256=definition_hash(ballot),
     )  # fmt: skip
+    scrutiny.withdraw_approval(session, ballot=ballot, actor=actor, because="ballot edited")
     return ballot
+
+
+def replace_roll(
+    session: Session, *, ballot: Ballot, rows: list[roll.RollRow], actor: str
+) -> list[RollEntry]:
+    """Replace a draft's roll; a scrutineer's approval of the old one no longer stands."""
+    entries = roll.replace(session, ballot=ballot, rows=rows, actor=actor)
+    scrutiny.withdraw_approval(session, ballot=ballot, actor=actor, because="roll replaced")
+    return entries
 
 
 def definition_hash(ballot: Ballot) -> str:
@@ -195,6 +205,12 @@ def problems_before_opening(session: Session, *, ballot: Ballot) -> list[Problem
         problems.append(
             Problem("empty_roll", "The roll is empty: load the member practices.", True)
         )
+    notice = _notice_problem(ballot)
+    if notice is not None:
+        problems.append(Problem("notice_period", notice, True))
+    unapproved = scrutiny.approval_problem(session, ballot=ballot)
+    if unapproved is not None:
+        problems.append(Problem("not_approved", unapproved, True))
     if ballot.closes_at <= clock.now():
         problems.append(
             Problem(
@@ -219,14 +235,18 @@ def problems_before_opening(session: Session, *, ballot: Ballot) -> list[Problem
     return problems
 
 
-def frozen_hash(session: Session, *, ballot: Ballot) -> str:
-    """SHA-256 over the definition, the documents' digests and the roll, as frozen at open."""
-    frozen = {
-        "definition": ballot.definition,
-        "documents": [d["sha256"] for d in ballot.definition["documents"]],
-        "roll": roll.canonical(session, ballot=ballot),
-    }
-    return proof.sha256_hex(proof.canonical_json(frozen))
+def _notice_problem(ballot: Ballot) -> str | None:
+    days = ballot.definition.get("governance", {}).get("notice_days")
+    if days is None:
+        return None
+    if ballot.notice_sent_at is None:
+        return f"The rules need {days} days' notice of the ballot: send the notice first."
+    ready = ballot.notice_sent_at + timedelta(days=days)
+    if clock.now() < ready:
+        return (
+            f"The rules need {days} days' notice: the ballot can open from {clock.london(ready)}."
+        )
+    return None
 
 
 def open_ballot(
@@ -260,7 +280,7 @@ def open_ballot(
     now = clock.now()
     ballot.status = BallotStatus.open
     ballot.opened_at = now
-    ballot.frozen_hash = frozen_hash(session, ballot=ballot)
+    ballot.frozen_hash = scrutiny.frozen_hash(session, ballot=ballot)
     session.flush()
     audit.append(
         session, ballot=ballot, actor=actor, action="opened",
@@ -378,7 +398,11 @@ def publish(session: Session, *, ballot_id: int, actor: str) -> Ballot:
             "the result cannot be published; the returning officer and the scrutineer should "
             "investigate."
         )
-    ballot.result = count(session, ballot=ballot)
+    result = count(session, ballot=ballot)
+    scrutiny.require_countersigned(
+        ballot, current=proof.count_hash(ballot_box_root=root, ballots_cast=cast, result=result)
+    )
+    ballot.result = result
     ballot.status = BallotStatus.published
     ballot.published_at = clock.now()
     session.flush()

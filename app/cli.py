@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from app import (
     ballots,
@@ -31,6 +32,7 @@ from app import (
     outbox,
     proof,
     roll,
+    scrutiny,
     signing,
     staff,
     transfer,
@@ -109,7 +111,9 @@ def migrate() -> None:
 @staff_app.command("add")
 def staff_add(
     username: str,
-    role: Annotated[Role, typer.Option(help="admin, secretariat or auditor")] = Role.secretariat,
+    role: Annotated[
+        Role, typer.Option(help="admin, secretariat, auditor or scrutineer")
+    ] = Role.secretariat,
     password: Annotated[str | None, typer.Option(help="Omit to be asked for it")] = None,
 ) -> None:
     """Create a staff account (the first admin is made this way)."""
@@ -162,7 +166,7 @@ def _load(path: Path, *, from_now: bool = False) -> int:
     with session_scope() as session:
         ballot = ballots.create(session, definition=definition, actor=OPERATOR)
         if rows is not None:
-            roll.replace(session, ballot=ballot, rows=rows, actor=OPERATOR)
+            ballots.replace_roll(session, ballot=ballot, rows=rows, actor=OPERATOR)
         return ballot.id
 
 
@@ -315,20 +319,30 @@ def demo(file: Path = DEMO_BALLOT) -> None:
         ballot_id = _load(file, from_now=True)
         console.print(f"Loaded {file} as ballot {ballot_id}.")
     with session_scope() as session:
-        exists = session.scalar(select(StaffUser.id).where(StaffUser.username == DEMO_USER))
-        if exists is None:
-            password = secrets.token_urlsafe(12)
-            staff.create(session, username=DEMO_USER, password=password, role=Role.secretariat)
-            console.print(f"Demo account: {DEMO_USER} / {password}  (shown once; keep it)")
-        else:
-            console.print(f"Demo account {DEMO_USER} exists (its password was shown when created).")
-        status = ballots.get(session, ballot_id).status
+        ballot = ballots.get(session, ballot_id)
+        _demo_account(session, DEMO_USER, Role.secretariat)
+        scrutineer = _demo_account(session, scrutiny.scrutineers(ballot)[0], Role.scrutineer)
+        status = ballot.status
+        if status == BallotStatus.draft and ballot.approved_hash is None:
+            # The demonstration's scrutineer approves the example as it stands.
+            frozen = scrutiny.frozen_hash(session, ballot=ballot)
+            scrutiny.approve(session, ballot=ballot, user=scrutineer, frozen=frozen)
     if status == BallotStatus.draft:
         _open(ballot_id, acknowledge_warnings=True)
     console.print(f"Invitations are in {get_settings().maildir}/new (one .eml per address).")
     console.print("Sample voter links:")
     for link in _sample_links(3):
         console.print(f"  {link}")
+
+
+def _demo_account(session: Session, username: str, role: Role) -> StaffUser:
+    user = session.scalar(select(StaffUser).where(StaffUser.username == username))
+    if user is not None:
+        console.print(f"Demo {role} account {username} exists (its password was shown once).")
+        return user
+    password = secrets.token_urlsafe(12)
+    console.print(f"Demo {role} account: {username} / {password}  (shown once; keep it)")
+    return staff.create(session, username=username, password=password, role=role)
 
 
 key_app = typer.Typer(help="The service's signing key.", no_args_is_help=True)

@@ -45,6 +45,14 @@ class Attestation:
 
 
 @dataclass(frozen=True)
+class Scrutinised:
+    """A step the scrutineer took, as the audit trail records it: who (account) and when."""
+
+    account: str
+    at: datetime
+
+
+@dataclass(frozen=True)
 class Facts:
     reference: str
     title: str
@@ -64,6 +72,10 @@ class Facts:
     practices: list[Practice]
     undelivered: list[Undelivered]
     attestations: list[Attestation]
+    # The scrutineer's approval before opening and countersignature of the count before
+    # publication (the last of each in the trail).
+    approved: Scrutinised | None
+    count_countersigned: Scrutinised | None
     # SHA-256 of the bundle's evidence record, which every countersignature signs.
     fingerprint: str
     signing_key_fingerprint: str
@@ -76,6 +88,7 @@ PRO_FORMA = (
     "support of taking on delegated commissioning."
 )
 RECORDED = "as recorded by the secretariat"
+NO_ATTESTATION = "No countersignature recorded yet."
 MET, NOT_MET, NOT_RECORDED = "met", "not met", "not recorded"
 VERIFY_COMMAND = "mandate verify BUNDLE.zip --key SERVICE_PUBLIC_KEY"
 
@@ -206,9 +219,13 @@ def contents(facts: Facts) -> Contents:
         ),
         receipt_mode=_RECEIPT_MODES[facts.receipt_mode],
         challenge=challenge_statement(facts),
-        attestations=(
-            [_attestation(a) for a in facts.attestations] or ["No countersignature recorded yet."]
-        ),
+        attestations=[
+            *_scrutiny(facts, governance.get("scrutineer")),
+            *(
+                [_attestation(a) for a in facts.attestations]
+                or ["No countersignature recorded yet."]
+            ),
+        ],
         fingerprint=grouped(facts.fingerprint),
         key_advice=(
             f"The service's signing key has the fingerprint "
@@ -521,6 +538,22 @@ def _deadline_met(facts: Facts) -> Check:
         f"Result published on {_day_text(published)}; the application deadline is "
         f"{_day_text(due)} ({RECORDED}).",
     )
+
+
+def _scrutiny(facts: Facts, scrutineer: str | None) -> list[str]:
+    who = f"{scrutineer} (account {{}})" if scrutineer else "account {}"
+    approved, counted = facts.approved, facts.count_countersigned
+    return [
+        f"Approved before opening by the scrutineer, {who.format(approved.account)}, at "
+        f"{clock.london(approved.at)}: the roll, the questions, the rules and the documents, "
+        "exactly as frozen."
+        if approved
+        else "Not approved by a scrutineer before opening.",
+        f"Count verified and countersigned by the scrutineer, {who.format(counted.account)}, at "
+        f"{clock.london(counted.at)}, before publication."
+        if counted
+        else "The count was not countersigned by a scrutineer before publication.",
+    ]
 
 
 def _attestation(attestation: Attestation) -> str:

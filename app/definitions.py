@@ -143,6 +143,12 @@ class Governance(Schema):
 
     returning_officer: Name | None = None
     scrutineer: Name | None = None
+    # The least number of days between the notice of ballot and opening, if the rules set one.
+    notice_days: int | None = Field(default=None, ge=1, le=90)
+    # The staff accounts (role scrutineer) that may approve the ballot and countersign its count.
+    scrutineer_accounts: list[
+        Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._@-]{0,99}$")]
+    ] = Field(default_factory=list, max_length=5)
     # The governing body's own agreement is a separate fact: only its minute reference is shown.
     governing_body_minute: Name | None = None
     # The least number of days between consulting the LMC and opening, if the CCG set one.

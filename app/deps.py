@@ -67,7 +67,10 @@ def require_role(*roles: Role) -> Callable[[StaffUser], StaffUser]:
 Secretariat = Annotated[StaffUser, Depends(require_role(Role.secretariat))]
 Admin = Annotated[StaffUser, Depends(require_role(Role.admin))]
 Auditor = Annotated[StaffUser, Depends(require_role(Role.auditor))]
-AnyStaff = Annotated[StaffUser, Depends(require_role(Role.admin, Role.secretariat, Role.auditor))]
+# Who may countersign a published result with their own key (`mandate attest`).
+Attester = Annotated[StaffUser, Depends(require_role(Role.auditor, Role.scrutineer))]
+Scrutineer = Annotated[StaffUser, Depends(require_role(Role.scrutineer))]
+AnyStaff = Annotated[StaffUser, Depends(require_role(*Role))]
 
 
 def count_link_attempt(token: str) -> None:

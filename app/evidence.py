@@ -164,6 +164,15 @@ def _deliveries(session: Session, *, ballot: Ballot) -> tuple[bytes, list[declar
     return proof.csv_bytes(DELIVERY_HEADER, rows), undelivered
 
 
+def _scrutinised(entries: list[AuditEntry], action: str) -> declaration.Scrutinised | None:
+    found = [e for e in entries if e.action == action]
+    if not found:
+        return None
+    return declaration.Scrutinised(
+        account=found[-1].actor.removeprefix("staff:"), at=datetime.fromisoformat(found[-1].at)
+    )
+
+
 def bundle(session: Session, *, ballot: Ballot) -> bytes:
     """The evidence bundle as zip bytes: the same ballot always gives the same bytes."""
     found = evidence(session, ballot=ballot)
@@ -207,6 +216,8 @@ def bundle(session: Session, *, ballot: Ballot) -> bytes:
             )
             for e in attested
         ],
+        approved=_scrutinised(entries, "approved"),
+        count_countersigned=_scrutinised(entries, "count_countersigned"),
         fingerprint=found.fingerprint,
         signing_key_fingerprint=proof.key_fingerprint(key.public_key),
         software_version=software_version(),

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from app import clock
+from app import clock, crypto, proof, signing
 from app.config import get_settings
 from app.models import Ballot, MessageKind, RollEntry
 
@@ -32,6 +32,7 @@ _SUBJECTS = {
     MessageKind.confirmation: "Vote recorded for your practice: {title} ({organisation})",
     MessageKind.extension: "Voting extended: {title} ({organisation})",
     MessageKind.closed: "Voting has closed: {title} ({organisation})",
+    MessageKind.notice: "Notice of ballot: {title} ({organisation})",
 }
 # Kinds whose message carries a voting link, minted when the message is sent.
 WITH_LINK = frozenset({MessageKind.invitation, MessageKind.new_link, MessageKind.reminder})
@@ -50,6 +51,16 @@ def subject(kind: MessageKind, ballot: Titled) -> str:
 
 def vote_url(token: str) -> str:
     return f"{get_settings().base_url}/vote/{token}"
+
+
+# The papers-only link's signature: its own purpose, so it can never pass as anything else.
+PAPERS = "ballot-papers"
+PAPERS_MAX_AGE_SECONDS = 400 * 24 * 3600
+
+
+def papers_url(ballot_id: int) -> str:
+    """The link that shows a ballot's papers and dates and cannot vote."""
+    return f"{get_settings().base_url}/papers/{crypto.signer(PAPERS).dumps(ballot_id)}"
 
 
 def render(
@@ -72,6 +83,11 @@ def render(
         or f"the governance team at {ballot.organisation_name}",
         link=link,
         audit_head=audit_head,
+        documents=ballot.definition["documents"],
+        governance=ballot.definition.get("governance", {}),
+        sender=settings.mail_from,
+        papers=papers_url(ballot.id),
+        key_fingerprint=proof.key_fingerprint(signing.public_b64()),
     )
     message = EmailMessage()
     message["From"] = settings.mail_from

@@ -27,7 +27,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app import errors, health, limits, logs, outbox, routes, schedule, signing
 from app.config import get_settings
 from app.db import database_turn, get_engine, session_scope
-from app.routes import auth, ballots, evidence, public, templates, vote_api, vote_pages
+from app.routes import (
+    auth,
+    ballots,
+    evidence,
+    papers,
+    public,
+    scrutiny,
+    templates,
+    vote_api,
+    vote_pages,
+)
 from app.routes import health as health_routes
 
 log = logging.getLogger("mandate.access")
@@ -45,7 +55,7 @@ def redact(path: str) -> str:
 
 
 def _wants_html(request: Request) -> bool:
-    return request.url.path.startswith("/vote/") or request.url.path.startswith("/ballots/")
+    return request.url.path.startswith(("/vote/", "/ballots/", "/papers/"))
 
 
 def _error_response(request: Request, exc: errors.AppError) -> Response:
@@ -446,6 +456,16 @@ def create_app() -> FastAPI:
         policy=page_policy(),
         docs_policy=docs_policy(bytes(docs.body).decode()),
     )
-    for module in (auth, ballots, evidence, vote_api, vote_pages, public, health_routes):
+    for module in (
+        auth,
+        ballots,
+        scrutiny,
+        evidence,
+        vote_api,
+        vote_pages,
+        papers,
+        public,
+        health_routes,
+    ):
         app.include_router(module.router)
     return app

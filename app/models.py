@@ -48,6 +48,9 @@ class Role(StrEnum):
     admin = "admin"
     secretariat = "secretariat"
     auditor = "auditor"
+    # Independent of those who run the ballot (an LMC officer, the lay chair): approves what
+    # will be frozen before opening, countersigns the count before publication, changes nothing.
+    scrutineer = "scrutineer"
 
 
 class BallotStatus(StrEnum):
@@ -64,6 +67,8 @@ class MessageKind(StrEnum):
     reminder = "reminder"
     confirmation = "confirmation"
     extension = "extension"
+    # Before opening: the questions, papers, dates and scrutineer, and how the link will come.
+    notice = "notice"
     # At close: whether the practice is recorded as voted, and the audit trail's head.
     closed = "closed"
 
@@ -159,6 +164,16 @@ class Ballot(Base):
     voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     void_reason: Mapped[str | None] = mapped_column(Text)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The scrutineer's approval of exactly what will be frozen (its hash), withdrawn by any
+    # change; and their countersignature of the count (its hash) before publication.
+    # When the notice of ballot went to every address on the roll (governance.notice_days).
+    notice_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    approved_by: Mapped[str | None] = mapped_column(String(100))
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    approved_hash: Mapped[str | None] = mapped_column(String(64))
+    countersigned_by: Mapped[str | None] = mapped_column(String(100))
+    countersigned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    countersigned_hash: Mapped[str | None] = mapped_column(String(64))
 
     documents: Mapped[list["Document"]] = relationship(
         lazy="raise", order_by="Document.position", cascade="all, delete-orphan"

@@ -159,3 +159,9 @@ def signature_valid(public_key_b64: str, signature_b64: str, message: bytes) -> 
     except (ValueError, InvalidSignature):
         return False
     return True
+
+
+def count_hash(*, ballot_box_root: str, ballots_cast: int, result: dict[str, Any]) -> str:
+    """What the scrutineer's countersignature binds: the box committed at close and its count."""
+    counted = {"ballot_box_root": ballot_box_root, "ballots_cast": ballots_cast, "result": result}
+    return sha256_hex(canonical_json(counted))

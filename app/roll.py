@@ -183,8 +183,10 @@ def entry(session: Session, *, ballot: Ballot, ods_code: str) -> RollEntry:
     return found
 
 
-def canonical(session: Session, *, ballot: Ballot) -> list[dict[str, Any]]:
-    """The roll as hashed at open."""
+def canonical(
+    session: Session, *, ballot: Ballot, votes_for: Callable[[int], int] | None = None
+) -> list[dict[str, Any]]:
+    """The roll as hashed at open; a draft's votes as `votes_for` will give them at open."""
     return [
         {
             "ods_code": e.ods_code,
@@ -192,7 +194,9 @@ def canonical(session: Session, *, ballot: Ballot) -> list[dict[str, Any]]:
             "locality": e.locality,
             "list_size": e.list_size,
             "emails": e.emails,
-            "votes": e.votes,
+            "votes": e.votes
+            if e.votes is not None or votes_for is None
+            else votes_for(e.list_size),
         }
         for e in entries(session, ballot=ballot)
     ]
@@ -237,6 +241,25 @@ def reissue(session: Session, *, ballot: Ballot, ods_code: str, actor: str) -> R
     outbox.enqueue(session, kind=MessageKind.new_link, ballot=ballot, practice=practice)
     session.flush()
     return practice
+
+
+def give_notice(session: Session, *, ballot: Ballot, actor: str) -> int:
+    """Queue the notice of ballot to every address on a draft's roll; returns practices."""
+    if ballot.status != BallotStatus.draft:
+        raise errors.WrongState(
+            f"Ballot {ballot.id} is {ballot.status}; the notice goes before it opens."
+        )
+    practices = entries(session, ballot=ballot)
+    if not practices:
+        raise errors.Conflict("The roll is empty: load the member practices first.")
+    for practice in practices:
+        outbox.enqueue(session, kind=MessageKind.notice, ballot=ballot, practice=practice)
+    ballot.notice_sent_at = clock.now()
+    session.flush()
+    audit.append(
+        session, ballot=ballot, actor=actor, action="notice_queued", practices=len(practices)
+    )
+    return len(practices)
 
 
 def remind(session: Session, *, ballot: Ballot, actor: str) -> int:

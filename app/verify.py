@@ -145,6 +145,7 @@ def verify(path: Path, *, key: str | None) -> list[Check]:
         ("fingerprint", _fingerprint),
         ("audit chain", _chain),
         ("frozen ballot", _frozen),
+        ("scrutiny", _scrutiny),
         ("ballot box root", _box_root),
         ("receipts unique", _receipts_unique),
         ("recount", _recount),
@@ -285,6 +286,35 @@ def _frozen(bundle: Bundle) -> Check:
         "frozen ballot",
         True,
         f"definition, {len(roll)} practices and {len(documents)} document(s) as frozen at open",
+    )
+
+
+def _scrutiny(bundle: Bundle) -> Check:
+    """A scrutineer approved exactly what opened, and countersigned exactly what was published."""
+    trail = bundle.trail
+    opened, published = bundle.only("opened"), bundle.only("published")
+    before_open = [e for e in trail if e["seq"] < opened["seq"]]
+    approvals = [e for e in before_open if e["action"] in ("approved", "approval_withdrawn")]
+    if not approvals or approvals[-1]["action"] != "approved":
+        return Check("scrutiny", False, "no scrutineer's approval stood when the ballot opened")
+    if approvals[-1]["payload"]["frozen_hash"] != opened["payload"]["frozen_hash"]:
+        return Check("scrutiny", False, "the scrutineer approved another ballot than opened")
+    closed = bundle.only("closed")["payload"]
+    counted = proof.count_hash(
+        ballot_box_root=closed["ballot_box_root"],
+        ballots_cast=closed["ballots_cast"],
+        result=published["payload"]["result"],
+    )
+    signed = [
+        e for e in trail if e["action"] == "count_countersigned" and e["seq"] < published["seq"]
+    ]
+    if not signed or signed[-1]["payload"]["count_hash"] != counted:
+        return Check("scrutiny", False, "no scrutineer countersigned the count that was published")
+    return Check(
+        "scrutiny",
+        True,
+        f"approved by {approvals[-1]['actor']} before opening; count countersigned by "
+        f"{signed[-1]['actor']} before publication",
     )
 
 

@@ -2,8 +2,39 @@
 
 from datetime import timedelta
 
-from app import ballots, clock, definitions, roll
+from sqlalchemy.orm import Session
+
+from app import ballots, clock, definitions, proof, roll, scrutiny, staff
 from app.db import migrate, session_scope
+from app.models import Ballot, Role, StaffUser
+
+SCRUTINEER = "bench-scrutineer"
+GOVERNANCE = {"scrutineer": "Bench LMC", "scrutineer_accounts": [SCRUTINEER]}
+
+
+def _scrutineer(session: Session, ballot: Ballot) -> StaffUser:
+    """The ballot's first named scrutineer, whose account a benchmark creates if need be."""
+    username = scrutiny.scrutineers(ballot)[0]
+    found = next((u for u in staff.list_all(session) if u.username == username), None)
+    return found or staff.create(
+        session, username=username, password="bench scrutineer password", role=Role.scrutineer
+    )
+
+
+def approve(session: Session, ballot: Ballot) -> None:
+    """The scrutineer approves the draft as it stands."""
+    frozen = scrutiny.frozen_hash(session, ballot=ballot)
+    scrutiny.approve(session, ballot=ballot, user=_scrutineer(session, ballot), frozen=frozen)
+
+
+def countersign(session: Session, ballot: Ballot) -> None:
+    """The scrutineer countersigns the count of the closed ballot."""
+    root, cast = ballots.box_commitment(session, ballot=ballot)
+    result = ballots.count(session, ballot=ballot)
+    counted = proof.count_hash(ballot_box_root=root, ballots_cast=cast, result=result)
+    scrutiny.countersign(
+        session, ballot=ballot, user=_scrutineer(session, ballot), given=counted, current=counted
+    )
 
 
 def open_ballot(practices: int) -> int:
@@ -19,6 +50,7 @@ def open_ballot(practices: int) -> int:
             "closes_at": (now + timedelta(days=1)).isoformat(),
             "questions": [{"id": "q", "text": "Carried?"}],
             "rules": {"preset": "simple_majority", "constitution_ref": "bench"},
+            "governance": GOVERNANCE,
         }
     )
     rows = [
@@ -33,7 +65,8 @@ def open_ballot(practices: int) -> int:
     ]
     with session_scope() as session:
         ballot = ballots.create(session, definition=definition, actor="operator:bench")
-        roll.replace(session, ballot=ballot, rows=rows, actor="operator:bench")
+        ballots.replace_roll(session, ballot=ballot, rows=rows, actor="operator:bench")
+        approve(session, ballot)
     with session_scope() as session:
         ballots.open_ballot(
             session, ballot_id=ballot.id, acknowledge_warnings=True, actor="operator:bench"

@@ -147,6 +147,7 @@ def open_step_ballot(reference: str, practices: int) -> list[str]:
     from app import ballots, clock, crypto, definitions, roll
     from app.db import session_scope
     from app.models import DeliveryStatus, OutboxMessage, VotingLink
+    from bench import ballot as bench_ballot
 
     now = clock.now().replace(microsecond=0)
     definition = definitions.parse_definition(
@@ -158,6 +159,7 @@ def open_step_ballot(reference: str, practices: int) -> list[str]:
             "closes_at": (now + timedelta(days=1)).isoformat(),
             "questions": [{"id": "q", "text": "Carried?"}],
             "rules": {"preset": "simple_majority", "constitution_ref": "bench"},
+            "governance": bench_ballot.GOVERNANCE,
         }
     )
     # Valid by construction: validating 20,000 addresses would time email_validator.
@@ -175,8 +177,9 @@ def open_step_ballot(reference: str, practices: int) -> list[str]:
         ballot = ballots.create(session, definition=definition, actor=ACTOR)
         entries = [
             (e.id, e.emails[0])
-            for e in roll.replace(session, ballot=ballot, rows=rows, actor=ACTOR)
+            for e in ballots.replace_roll(session, ballot=ballot, rows=rows, actor=ACTOR)
         ]
+        bench_ballot.approve(session, ballot)
     tokens = [crypto.new_token() for _ in entries]
     # One transaction: the servers' senders never find these invitations queued.
     with session_scope() as session:

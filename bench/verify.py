@@ -63,6 +63,7 @@ def build(practices: int, out: Path, watch: Stopwatch) -> None:
     from app import ballots, clock, definitions, evidence, roll
     from app.db import migrate, session_scope
     from app.models import DeliveryStatus, OutboxMessage
+    from bench import ballot as bench_ballot
 
     migrate()
     definition = definitions.read_ballot_file(EXAMPLE)
@@ -84,7 +85,8 @@ def build(practices: int, out: Path, watch: Stopwatch) -> None:
     clock.freeze(opens - timedelta(days=7))
     with watch.lap("roll"), session_scope() as session:
         ballot = ballots.create(session, definition=definition, actor=ACTOR)
-        roll.replace(session, ballot=ballot, rows=rows, actor=ACTOR)
+        ballots.replace_roll(session, ballot=ballot, rows=rows, actor=ACTOR)
+        bench_ballot.approve(session, ballot)
     ballot_id = ballot.id
 
     clock.freeze(opens - timedelta(hours=1))
@@ -110,6 +112,8 @@ def build(practices: int, out: Path, watch: Stopwatch) -> None:
     ):
         clock.freeze(at + timedelta(seconds=1))
         with watch.lap(step.__name__.replace("_ballot", "")), session_scope() as session:
+            if step is ballots.publish:
+                bench_ballot.countersign(session, ballots.get(session, ballot_id))
             step(session, ballot_id=ballot_id, actor=ACTOR)
 
     with watch.lap("bundle"), session_scope() as session:

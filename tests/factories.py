@@ -7,17 +7,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import httpx2 as httpx
 import pyotp
 from fastapi.testclient import TestClient
 
-from app import clock, config, mail, outbox, staff
+from app import ballots, clock, config, mail, outbox, staff
 from app.db import session_scope
 from app.models import Role
+from bench import ballot as bench_ballot
 
 OPENS = datetime(2016, 11, 7, 9, 0, tzinfo=UTC)
 CLOSES = datetime(2016, 11, 25, 17, 0, tzinfo=UTC)
 PASSWORD = "correct horse battery staple"
 LOCALITIES = ("North", "Central", "South")
+SCRUTINEER = "scrutineer-user"  # as staff_headers names the scrutineer's account
 
 
 def definition(**overrides: Any) -> dict[str, Any]:
@@ -34,6 +37,7 @@ def definition(**overrides: Any) -> dict[str, Any]:
         ],
         "rules": {"preset": "simple_majority", "constitution_ref": "Constitution 6.6.2"},
         "consultations": [{"date": "2016-09-14", "body": "LMC", "summary": "LMC consulted."}],
+        "governance": {"scrutineer": "Sam Okafor, LMC", "scrutineer_accounts": [SCRUTINEER]},
     }
     data.update(overrides)
     return data
@@ -55,7 +59,7 @@ def roll(n: int = 9, *, emails_per_practice: int = 1) -> list[dict[str, Any]]:
     ]
 
 
-def staff_headers(client: TestClient, role: Role = Role.secretariat) -> dict[str, str]:
+def staff_headers(client: httpx.Client, role: Role = Role.secretariat) -> dict[str, str]:
     """Create an account with this role and sign it in; an admin also sets up two-factor
     sign-in through the API, as every admin must before using it."""
     username = f"{role.value}-user"
@@ -82,7 +86,7 @@ def staff_headers(client: TestClient, role: Role = Role.secretariat) -> dict[str
 _totp_secrets: dict[str, str] = {}
 
 
-def enrol_totp(client: TestClient, headers: dict[str, str], *, username: str) -> str:
+def enrol_totp(client: httpx.Client, headers: dict[str, str], *, username: str) -> str:
     """Set up two-factor sign-in through the API, as a person would; returns the secret."""
     started = client.post("/api/v1/auth/totp", headers=headers)
     assert started.status_code == 200, started.text
@@ -113,8 +117,41 @@ def draft_ballot(
     return ballot_id
 
 
+def approve(client: httpx.Client, ballot_id: int) -> None:
+    """The scrutineer approves the draft as it stands, having read what will be frozen."""
+    scrutineer = staff_headers(client, Role.scrutineer)
+    frozen = client.get(f"/api/v1/ballots/{ballot_id}/approval", headers=scrutineer)
+    assert frozen.status_code == 200, frozen.text
+    body = {"frozen_hash": frozen.json()["frozen_hash"]}
+    response = client.post(f"/api/v1/ballots/{ballot_id}/approval", json=body, headers=scrutineer)
+    assert response.status_code == 200, response.text
+
+
+def countersign(client: TestClient, ballot_id: int) -> None:
+    """The scrutineer countersigns the count of a closed ballot, having fetched it."""
+    scrutineer = staff_headers(client, Role.scrutineer)
+    count = client.get(f"/api/v1/ballots/{ballot_id}/countersignature", headers=scrutineer)
+    assert count.status_code == 200, count.text
+    body = {"count_hash": count.json()["count_hash"]}
+    url = f"/api/v1/ballots/{ballot_id}/countersignature"
+    response = client.post(url, json=body, headers=scrutineer)
+    assert response.status_code == 200, response.text
+
+
+def approve_in_db(ballot_id: int) -> None:
+    """The ballot's scrutineer approves it, without HTTP (for tests of the CLI)."""
+    with session_scope() as session:
+        bench_ballot.approve(session, ballots.get(session, ballot_id))
+
+
+def countersign_in_db(ballot_id: int) -> None:
+    with session_scope() as session:
+        bench_ballot.countersign(session, ballots.get(session, ballot_id))
+
+
 def open_ballot(client: TestClient, headers: dict[str, str], **kwargs: Any) -> int:
     ballot_id = draft_ballot(client, headers, **kwargs)
+    approve(client, ballot_id)
     response = client.post(
         f"/api/v1/ballots/{ballot_id}/open", json={"acknowledge_warnings": True}, headers=headers
     )
@@ -154,9 +191,11 @@ def cast_votes(client: TestClient, choices: list[str]) -> None:
 
 def close_and_publish(client: TestClient, headers: dict[str, str], ballot_id: int) -> None:
     clock.freeze(CLOSES + timedelta(seconds=1))
-    for step in ("close", "publish"):
-        response = client.post(f"/api/v1/ballots/{ballot_id}/{step}", headers=headers)
-        assert response.status_code == 200, response.text
+    response = client.post(f"/api/v1/ballots/{ballot_id}/close", headers=headers)
+    assert response.status_code == 200, response.text
+    countersign(client, ballot_id)
+    response = client.post(f"/api/v1/ballots/{ballot_id}/publish", headers=headers)
+    assert response.status_code == 200, response.text
 
 
 def published_ballot(

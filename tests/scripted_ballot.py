@@ -53,6 +53,7 @@ VOTES = (
     ("G83008", "Against", "Against", datetime(2016, 11, 25, 16, 59, 59, tzinfo=UTC)),
 )
 CREATED = datetime(2016, 11, 1, 10, 0, tzinfo=UTC)
+APPROVED = datetime(2016, 11, 4, 15, 0, tzinfo=UTC)
 OPENED = datetime(2016, 11, 7, 8, 55, tzinfo=UTC)
 INVITED = datetime(2016, 11, 7, 9, 0, tzinfo=UTC)
 REISSUED_AT = datetime(2016, 11, 16, 11, 0, tzinfo=UTC)
@@ -106,7 +107,11 @@ def _definition() -> dict[str, Any]:
         "file": "proposal.pdf",
         "content_base64": base64.b64encode(DOCUMENT).decode(),
     }
-    governance = {"returning_officer": "A. Returning", "scrutineer": "S. Crutineer"}
+    governance = {
+        "returning_officer": "A. Returning",
+        "scrutineer": "S. Crutineer",
+        "scrutineer_accounts": [factories.SCRUTINEER],
+    }
     return factories.definition(reference=REFERENCE, documents=[document], governance=governance)
 
 
@@ -152,6 +157,8 @@ def run(client: TestClient) -> bytes:
     ballot_id: int = ballot["id"]
     roll = factories.roll(9, emails_per_practice=2)
     _ok(client.put(f"/api/v1/ballots/{ballot_id}/roll", json=roll, headers=secretariat))
+    clock.freeze(APPROVED)
+    factories.approve(client, ballot_id)
 
     clock.freeze(OPENED)
     secretariat = factories.staff_headers(client, Role.secretariat)  # sign-ins last 8 hours
@@ -176,6 +183,8 @@ def run(client: TestClient) -> bytes:
     for step, at in (("close", CLOSED), ("publish", PUBLISHED)):
         clock.freeze(at)
         secretariat = factories.staff_headers(client, Role.secretariat)
+        if step == "publish":
+            factories.countersign(client, ballot_id)
         _ok(client.post(f"/api/v1/ballots/{ballot_id}/{step}", headers=secretariat))
         outbox.deliver_pending()  # the close tells every address whether its practice voted
 

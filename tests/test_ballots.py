@@ -97,6 +97,7 @@ def test_only_a_draft_can_be_edited(
         client.put(f"/api/v1/ballots/{ballot_id}", json=edited, headers=secretariat).status_code
         == 200
     )
+    factories.approve(client, ballot_id)
     client.post(
         f"/api/v1/ballots/{ballot_id}/open",
         json={"acknowledge_warnings": True},
@@ -133,6 +134,7 @@ def test_small_locality_groups_must_be_acknowledged(
     client: TestClient, secretariat: dict[str, str], frozen_clock: object
 ) -> None:
     ballot_id = factories.draft_ballot(client, secretariat, practices=7)  # one locality has 2
+    factories.approve(client, ballot_id)
     problems = client.get(f"/api/v1/ballots/{ballot_id}/problems", headers=secretariat).json()
     assert [p["code"] for p in problems] == ["small_groups"]
     assert problems[0]["blocking"] is False
@@ -177,6 +179,7 @@ def test_full_lifecycle_counts_and_publishes(
         client.post(f"/api/v1/ballots/{ballot_id}/close", headers=secretariat).json()["status"]
         == "closed"
     )
+    factories.countersign(client, ballot_id)
     published = client.post(f"/api/v1/ballots/{ballot_id}/publish", headers=secretariat)
     assert published.status_code == 200
     result = client.get(f"/api/v1/ballots/{ballot_id}/results").json()
@@ -298,6 +301,7 @@ def test_per_patients_weighting_is_frozen_into_the_roll_at_open(
     ballot_id = factories.draft_ballot(client, secretariat, rules=rules)
     before = client.get(f"/api/v1/ballots/{ballot_id}/roll", headers=secretariat).json()
     assert {p["votes"] for p in before} == {None}
+    factories.approve(client, ballot_id)
     client.post(
         f"/api/v1/ballots/{ballot_id}/open",
         json={"acknowledge_warnings": True},

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from app import ballots, cli, clock, config, crypto, mail
 from app.db import make_engine, session_scope
 from app.models import Ballot, BallotStatus, RollEntry, StaffUser, VotingLink
+from tests import factories
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "ballots" / "delegated-commissioning-2016.toml"
@@ -112,6 +113,7 @@ def stored_ballot(ballot_id: int) -> Ballot:
 def open_ballot_id(db: Engine) -> int:
     """The example ballot, loaded from now (the real clock) and opened in this process."""
     ballot_id = load_example()
+    factories.approve_in_db(ballot_id)
     invoke("ballot", "open", str(ballot_id), "--acknowledge-warnings")
     return ballot_id
 
@@ -221,6 +223,7 @@ def test_missing_ballot_file_is_a_usage_error(db: Engine, tmp_path: Path) -> Non
 
 def test_ballot_open_writes_one_invitation_per_practice_address(db: Engine) -> None:
     ballot_id = load_example()
+    factories.approve_in_db(ballot_id)
     output = invoke("ballot", "open", str(ballot_id), "--acknowledge-warnings")
     assert f"Ballot {ballot_id} is open" in output
     assert stored_ballot(ballot_id).status == BallotStatus.open
@@ -235,6 +238,7 @@ def test_ballot_status_shows_the_status_and_the_turnout(
 ) -> None:
     ballot_id = load_example()
     assert "status: draft" in " ".join(invoke("ballot", "status", str(ballot_id)).split())
+    factories.approve_in_db(ballot_id)
     invoke("ballot", "open", str(ballot_id), "--acknowledge-warnings")
     output = invoke("ballot", "status", str(ballot_id))
     assert output.splitlines() == [
@@ -298,6 +302,7 @@ def test_close_then_publish_after_the_closing_time_prints_each_outcome(
     client: TestClient, frozen_clock: datetime
 ) -> None:
     ballot_id = load_example()
+    factories.approve_in_db(ballot_id)
     invoke("ballot", "open", str(ballot_id), "--acknowledge-warnings")
     # 30 of 41 practices vote (quorum met): For the first question, Against the second.
     vote = {"choices": {"delegated": "For", "constitution": "Against"}}
@@ -306,6 +311,9 @@ def test_close_then_publish_after_the_closing_time_prints_each_outcome(
         assert response.status_code == 200, response.text
     clock.freeze(stored_ballot(ballot_id).closes_at + timedelta(minutes=1))
     assert f"Ballot {ballot_id} is closed." in invoke("ballot", "close", str(ballot_id))
+    refused_output = refused(run_mandate("ballot", "publish", str(ballot_id)))
+    assert "The scrutineer has not countersigned the count" in refused_output
+    factories.countersign_in_db(ballot_id)
     output = invoke("ballot", "publish", str(ballot_id))
     assert output.splitlines() == ["delegated: carried", "constitution: not_carried"]
     ballot = stored_ballot(ballot_id)
@@ -331,11 +339,12 @@ def test_demo_run_twice_reuses_its_ballot_and_account_and_prints_working_links(
     assert first.returncode == 0, said(first)
     assert second.returncode == 0, said(second)
 
-    password = re.search(r"Demo account: demo-secretariat / (\S+)", first.stdout)
+    password = re.search(r"Demo secretariat account: demo-secretariat / (\S+)", first.stdout)
     assert password is not None
-    assert "Demo account: demo-secretariat /" not in second.stdout
-    assert "Demo account demo-secretariat exists" in second.stdout
+    assert "Demo secretariat account: demo-secretariat /" not in second.stdout
+    assert "Demo secretariat account demo-secretariat exists" in second.stdout
     assert password.group(1) not in second.stdout
+    assert "Demo scrutineer account: lmc-scrutineer / " in first.stdout
 
     links = LINK.findall(first.stdout)
     assert len(set(links)) == 3

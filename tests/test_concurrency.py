@@ -73,6 +73,7 @@ def _open_now(client: TestClient, *, emails_per_practice: int = 1) -> int:
         client.put(f"/api/v1/ballots/{ballot_id}/roll", json=rows, headers=headers).status_code
         == 200
     )
+    factories.approve(client, ballot_id)
     opened = client.post(
         f"/api/v1/ballots/{ballot_id}/open", json={"acknowledge_warnings": True}, headers=headers
     )

@@ -203,6 +203,8 @@ def make_facts(answers: Sequence[tuple[str, str]] = CARRIED, **changes: Any) -> 
                 key_fingerprint="9c0e" * 16,
             )
         ],
+        approved=declaration.Scrutinised("lmc-scrutineer", OPENS_AT - timedelta(days=3)),
+        count_countersigned=declaration.Scrutinised("lmc-scrutineer", PUBLISHED_AT),
         fingerprint=FINGERPRINT,
         signing_key_fingerprint=KEY_FINGERPRINT,
         software_version="0.1.0",

@@ -306,19 +306,17 @@ def _open_over_http(url: str, *, practices: int, username: str) -> int:
         created = http.post("/api/v1/ballots", json=definition, headers=headers)
         assert created.status_code == 201, created.text
         ballot_id: int = created.json()["id"]
-        for response in (
-            http.put(
-                f"/api/v1/ballots/{ballot_id}/roll",
-                json=factories.roll(practices),
-                headers=headers,
-            ),
-            http.post(
-                f"/api/v1/ballots/{ballot_id}/open",
-                json={"acknowledge_warnings": True},
-                headers=headers,
-            ),
-        ):
-            assert response.status_code == 200, response.text
+        rolled = http.put(
+            f"/api/v1/ballots/{ballot_id}/roll", json=factories.roll(practices), headers=headers
+        )
+        assert rolled.status_code == 200, rolled.text
+        factories.approve(http, ballot_id)
+        opened = http.post(
+            f"/api/v1/ballots/{ballot_id}/open",
+            json={"acknowledge_warnings": True},
+            headers=headers,
+        )
+        assert opened.status_code == 200, opened.text
     return ballot_id
 
 
@@ -344,6 +342,8 @@ def test_postgres_stopped_mid_burst_gets_503_and_mandate_reconnects(
     }
     _mandate(env, "migrate")
     _mandate(env, "staff", "add", "faults", "--password", factories.PASSWORD)
+    role = ("--role", "scrutineer", "--password", factories.PASSWORD)
+    _mandate(env, "staff", "add", factories.SCRUTINEER, *role)
     with _serving(tmp_path / "server.log", env) as server:
         ballot_id = _open_over_http(server.url, practices=500, username="faults")
         _mandate(env, "mail", "send")

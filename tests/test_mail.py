@@ -73,19 +73,22 @@ def test_confirmation_goes_to_every_address_with_neither_receipt_nor_choice(
     ballot_id = factories.draft_ballot(client, secretariat)
     rows = factories.roll(9, emails_per_practice=3)
     client.put(f"/api/v1/ballots/{ballot_id}/roll", json=rows, headers=secretariat)
+    factories.approve(client, ballot_id)
     client.post(
         f"/api/v1/ballots/{ballot_id}/open",
         json={"acknowledge_warnings": True},
         headers=secretariat,
     )
     token = factories.token_for("G83001")
-    receipt = client.post(f"/api/v1/vote/{token}", json=VOTE).json()["receipt_code"]
+    submitted = {**VOTE, "voter_name": "Pat Lee", "voter_role": "Practice manager"}
+    receipt = client.post(f"/api/v1/vote/{token}", json=submitted).json()["receipt_code"]
     confirmations = _delivered("Vote recorded")
     assert sorted(str(m["To"]) for m in confirmations) == sorted(rows[0]["emails"])
     for message in confirmations:
         whole = message.as_string()
         text = mail.plain_text(message)
         assert "12:00pm on Thursday 10 November 2016" in text
+        assert "It was submitted by Pat Lee, Practice manager" in text
         assert receipt not in whole
         assert receipt.replace("-", "") not in whole
         assert "Against" not in whole

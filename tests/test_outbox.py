@@ -207,6 +207,7 @@ def _open_now(client: TestClient, secretariat: dict[str, str], rows: list[dict[s
     )
     response = client.put(f"/api/v1/ballots/{ballot_id}/roll", json=rows, headers=secretariat)
     assert response.status_code == 200, response.text
+    factories.approve(client, ballot_id)
     opened = {"acknowledge_warnings": True}
     response = client.post(f"/api/v1/ballots/{ballot_id}/open", json=opened, headers=secretariat)
     assert response.status_code == 200, response.text

@@ -11,10 +11,11 @@ from app.main import create_app
 from app.models import Role, StaffSession, StaffUser
 from tests import factories
 
-ANY = {Role.admin, Role.secretariat, Role.auditor}
+ANY = set(Role)
 SEC = {Role.secretariat}
 ADMIN = {Role.admin}
-AUDITOR = {Role.auditor}
+ATTESTERS = {Role.auditor, Role.scrutineer}
+SCRUTINEER = {Role.scrutineer}
 # Every staff endpoint and the roles allowed to use it. A new endpoint must be added here.
 ROLES: dict[tuple[str, str], set[Role]] = {
     ("POST", "/api/v1/auth/logout"): ANY,
@@ -45,8 +46,13 @@ ROLES: dict[tuple[str, str], set[Role]] = {
     ("GET", "/api/v1/ballots/{ballot_id}/receipt"): ANY,
     ("GET", "/api/v1/ballots/{ballot_id}/evidence"): ANY,
     ("GET", "/api/v1/ballots/{ballot_id}/attestations"): ANY,
-    ("POST", "/api/v1/ballots/{ballot_id}/attestations"): AUDITOR,
-    ("PUT", "/api/v1/auth/attestation-key"): AUDITOR,
+    ("POST", "/api/v1/ballots/{ballot_id}/attestations"): ATTESTERS,
+    ("PUT", "/api/v1/auth/attestation-key"): ATTESTERS,
+    ("POST", "/api/v1/ballots/{ballot_id}/notice"): SEC,
+    ("GET", "/api/v1/ballots/{ballot_id}/approval"): ANY,
+    ("POST", "/api/v1/ballots/{ballot_id}/approval"): SCRUTINEER,
+    ("GET", "/api/v1/ballots/{ballot_id}/countersignature"): SCRUTINEER,
+    ("POST", "/api/v1/ballots/{ballot_id}/countersignature"): SCRUTINEER,
 }
 # Open to anyone by design: sign-in, the voter's own link, and what is public after publishing.
 PUBLIC = {

@@ -72,6 +72,7 @@ def test_a_closed_ballot_restored_is_published_and_its_bundle_verifies(
     code, output = _mandate("import-ballot", str(export))
     assert code == 0, output
     restored = _restored()
+    factories.countersign(client, restored)
     published = client.post(f"/api/v1/ballots/{restored}/publish", headers=secretariat)
     assert published.status_code == 200, published.text
     assert published.json()["status"] == "published"
@@ -95,6 +96,7 @@ def test_a_restored_draft_opens_and_its_practices_vote(
     code, output = _mandate("import-ballot", str(export))
     assert code == 0, output
     restored = _restored()
+    factories.approve(client, restored)
     opened = client.post(
         f"/api/v1/ballots/{restored}/open",
         json={"acknowledge_warnings": True},
@@ -104,9 +106,10 @@ def test_a_restored_draft_opens_and_its_practices_vote(
     factories.cast_votes(client, ["For"])
     trail = client.get(f"/api/v1/ballots/{restored}/audit", headers=secretariat).json()
     assert trail["intact"] is True
-    assert [e["action"] for e in trail["entries"]][:3] == [
+    assert [e["action"] for e in trail["entries"]][:4] == [
         "ballot_created",
         "roll_loaded",
+        "approved",
         "opened",
     ]
 

@@ -178,7 +178,7 @@ def test_the_untampered_bundle_passes_every_check(bundle: Path, service_key: str
     # The baseline every tampering test departs from.
     checks = _checks(bundle, service_key)
     assert _failed(checks) == set()
-    assert len(checks) == 11
+    assert len(checks) == 12
 
 
 @pytest.mark.parametrize("edit", BOX_EDITS.values(), ids=BOX_EDITS.keys())
@@ -308,6 +308,24 @@ def test_an_edited_audit_log_fails_the_file_hashes_and_the_chain(
     assert checks["file hashes"].ok
     assert not checks["audit chain"].ok
     assert checks["audit chain"].detail == problem
+
+
+def test_a_trail_without_the_scrutineers_approval_or_countersignature_fails_scrutiny(
+    bundle: Path, service_key: str, tmp_path: Path
+) -> None:
+    trail = _trail(_members(bundle)["audit_log.jsonl"])
+    approved = trail[_first(trail, "approved")]
+    approved["payload"]["frozen_hash"] = "0" * 64
+    edited = _rewrite(bundle, tmp_path / "a.zip", {"audit_log.jsonl": _jsonl(trail)})
+    checks = _checks(edited, service_key)
+    assert checks["scrutiny"].detail == "the scrutineer approved another ballot than opened"
+
+    trail = [
+        e for e in _trail(_members(bundle)["audit_log.jsonl"]) if "countersigned" not in e["action"]
+    ]
+    removed = _rewrite(bundle, tmp_path / "c.zip", {"audit_log.jsonl": _jsonl(trail)})
+    checks = _checks(removed, service_key)
+    assert checks["scrutiny"].detail == "no scrutineer countersigned the count that was published"
 
 
 def _flip_outcome(manifest: bytes) -> dict[str, Any]:
@@ -718,12 +736,15 @@ def test_a_countersignature_of_another_ballot_is_refused(
     ]
     response = client.put(f"/api/v1/ballots/{other}/roll", json=practices, headers=secretariat)
     assert response.status_code == 200, response.text
+    factories.approve(client, other)
     response = client.post(
         f"/api/v1/ballots/{other}/open", json={"acknowledge_warnings": True}, headers=secretariat
     )
     assert response.status_code == 200, response.text
     ballot_id = factories.published_ballot(client, secretariat)
     for step in ("close", "publish"):
+        if step == "publish":
+            factories.countersign(client, other)
         response = client.post(f"/api/v1/ballots/{other}/{step}", headers=secretariat)
         assert response.status_code == 200, response.text
 
@@ -805,6 +826,7 @@ def test_formula_like_roll_cells_are_neutralised_and_the_bundle_verifies(
     ballot_id = response.json()["id"]
     response = client.put(f"/api/v1/ballots/{ballot_id}/roll", json=practices, headers=secretariat)
     assert response.status_code == 200, response.text
+    factories.approve(client, ballot_id)
     response = client.post(
         f"/api/v1/ballots/{ballot_id}/open",
         json={"acknowledge_warnings": True},
@@ -916,10 +938,12 @@ def test_the_trail_of_a_ballot_records_each_step_and_never_a_choice_or_receipt(
     assert [e["action"] for e in entries] == [
         "ballot_created",
         "roll_loaded",
+        "approved",
         "opened",
         *["link_issued"] * 9,
         *["voted"] * 8,
         "closed",
+        "count_countersigned",
         "published",
     ]
     assert [e["seq"] for e in entries] == list(range(1, len(entries) + 1))

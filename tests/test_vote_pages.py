@@ -204,9 +204,11 @@ def turnout_voted(client: TestClient, ballot_id: int, headers: dict[str, str]) -
 
 def close_and_publish(client: TestClient, ballot_id: int, headers: dict[str, str]) -> None:
     clock.freeze(factories.CLOSES)
-    for action in ("close", "publish"):
-        response = client.post(f"/api/v1/ballots/{ballot_id}/{action}", headers=headers)
-        assert response.status_code == 200, response.text
+    response = client.post(f"/api/v1/ballots/{ballot_id}/close", headers=headers)
+    assert response.status_code == 200, response.text
+    factories.countersign(client, ballot_id)
+    response = client.post(f"/api/v1/ballots/{ballot_id}/publish", headers=headers)
+    assert response.status_code == 200, response.text
 
 
 @pytest.fixture

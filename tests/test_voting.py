@@ -68,6 +68,7 @@ def test_any_link_of_the_practice_votes_once(
         ).status_code
         == 200
     )
+    factories.approve(client, ballot)
     client.post(
         f"/api/v1/ballots/{ballot}/open", json={"acknowledge_warnings": True}, headers=secretariat
     )

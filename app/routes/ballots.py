@@ -206,7 +206,7 @@ def replace_roll(
     ballot_id: int, user: Secretariat, rows: RollUpload, session: SessionDep
 ) -> list[PracticeOut]:
     ballot = ballots.get(session, ballot_id, lock="update")
-    entries = roll.replace(session, ballot=ballot, rows=rows, actor=staff.actor(user))
+    entries = ballots.replace_roll(session, ballot=ballot, rows=rows, actor=staff.actor(user))
     return [PracticeOut.of(e) for e in entries]
 
 
@@ -293,6 +293,16 @@ class DeliveryOut(BaseModel):
     last_error: str | None
     queued_at: datetime
     sent_at: datetime | None
+
+
+@router.post("/{ballot_id}/notice")
+def send_notice(ballot_id: int, user: Secretariat, session: SessionDep) -> RemindersOut:
+    ballot = ballots.get(session, ballot_id, lock="update")
+    count = roll.give_notice(session, ballot=ballot, actor=staff.actor(user))
+    return RemindersOut(
+        practices=count,
+        detail=f"The notice of ballot is queued to every address of the {count} practices.",
+    )
 
 
 @router.post("/{ballot_id}/reminders")

@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, StringConstraints
 
 from app import attestation, audit, ballots, definitions, errors, evidence, proof, signing, staff
-from app.deps import AnyStaff, Auditor, SessionDep
+from app.deps import AnyStaff, Attester, SessionDep
 from app.models import Ballot, BallotStatus, StaffUser
 
 router = APIRouter(prefix="/api/v1", tags=["evidence"])
@@ -117,7 +117,7 @@ def evidence_bundle(ballot_id: int, user: AnyStaff, session: SessionDep) -> Resp
 
 
 @router.put("/auth/attestation-key")
-def register_attestation_key(body: AttestationKeyIn, user: Auditor, session: SessionDep) -> KeyOut:
+def register_attestation_key(body: AttestationKeyIn, user: Attester, session: SessionDep) -> KeyOut:
     attestation.register_key(session, user=user, public_key=body.public_key)
     return _key(body.public_key)
 
@@ -130,7 +130,7 @@ def list_attestations(ballot_id: int, _user: AnyStaff, session: SessionDep) -> l
 
 @router.post("/ballots/{ballot_id}/attestations", status_code=status.HTTP_201_CREATED)
 def attest(
-    ballot_id: int, body: AttestationIn, user: Auditor, session: SessionDep
+    ballot_id: int, body: AttestationIn, user: Attester, session: SessionDep
 ) -> dict[str, Any]:
     ballot = ballots.get(session, ballot_id, lock="update")
     entry = attestation.attest(
