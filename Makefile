@@ -12,7 +12,27 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
-install: $(STAMP)
+# The NHS.UK frontend's stylesheet, script and images, served under /static/nhsuk/; axe-core stays
+# in node_modules for the browser tests.
+NHSUK  := node_modules/nhsuk-frontend/dist/nhsuk
+STATIC := app/static/nhsuk
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+
+$(STATIC)/.copied: node_modules/.package-lock.json
+	rm -rf $(STATIC)
+	mkdir -p $(STATIC)
+	# Its stylesheet names its images from the site's root; here they live under /static/nhsuk/.
+	# (Its web font stays on the NHS's own server, which the pages' policy does not allow: the
+	# stylesheet's fallback, Arial, is used.)
+	sed 's#url(/assets/#url(/static/nhsuk/assets/#g' $(NHSUK)/nhsuk-frontend.min.css \
+	  > $(STATIC)/nhsuk-frontend.min.css
+	cp $(NHSUK)/nhsuk-frontend.min.js $(STATIC)/
+	cp -r $(NHSUK)/assets $(STATIC)/assets
+	touch $@
+
+install: $(STAMP) $(STATIC)/.copied
 
 run: install
 	$(BIN)/mandate demo
@@ -43,4 +63,4 @@ bench: install
 	$(BIN)/python bench/national.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var node_modules $(STATIC) .pytest_cache .mypy_cache .ruff_cache

@@ -91,21 +91,21 @@ class BallotClosed(errors.Conflict):
     pass
 
 
+INVALID_LINK = (
+    "This voting link is not recognised, or it has been replaced by a newer one. Use the link "
+    "in the most recent email about this ballot, and check that you used the whole link. If it "
+    "still does not work, ask your CCG to send your practice a new one."
+)
+
+
 def resolve(session: Session, token: str) -> VotingLink:
     """The link behind a token; a GET through here never consumes anything."""
     link = session.scalar(
         select(VotingLink).where(VotingLink.token_hash == crypto.token_hash(token))
     )
-    if link is None:
-        raise errors.LinkInvalid(
-            "This voting link is not recognised. Check that you used the whole link from the "
-            "email, or ask your CCG to send the practice a new one."
-        )
-    if link.revoked_at is not None:
-        raise errors.LinkRevoked(
-            "This link has been replaced by a newer one. Use the link in the most recent "
-            "email about this ballot, or ask your CCG to send a new one."
-        )
+    # A replaced link gets the answer an unknown one gets: a guesser learns nothing from it.
+    if link is None or link.revoked_at is not None:
+        raise errors.LinkInvalid(INVALID_LINK)
     return link
 
 
