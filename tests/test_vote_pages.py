@@ -34,7 +34,12 @@ class Form:
     radios: dict[str, list[str]] = field(default_factory=dict)
     # The text of each radio button's label, by the radio's name and value.
     labels: dict[str, dict[str, str]] = field(default_factory=dict)
-    button: str = ""
+    # Each submit button: what it adds to the form (name, value) and its words.
+    buttons: list[tuple[str, str, str]] = field(default_factory=list)
+
+    @property
+    def button(self) -> str:
+        return " ".join(words for _, _, words in self.buttons)
 
     @property
     def answers(self) -> dict[str, str]:
@@ -74,7 +79,7 @@ class _PageParser(HTMLParser):
         self.links: list[str] = []
         self.ids: set[str] = set()
         self._form: Form | None = None
-        self._in_button = False
+        self._button: tuple[str, str] | None = None
         self._radio: tuple[str, str] | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -95,20 +100,22 @@ class _PageParser(HTMLParser):
                     self._form.fields[name] = value
             else:
                 self._form.fields[name] = value
-        elif tag == "button":
-            self._in_button = True
+        elif tag == "button" and self._form is not None and a.get("type", "submit") == "submit":
+            self._button = (a.get("name", ""), a.get("value", ""))
+            self._form.buttons.append((*self._button, ""))
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "form":
             self._form = None
         elif tag == "button":
-            self._in_button = False
+            self._button = None
         elif tag == "label":
             self._radio = None
 
     def handle_data(self, data: str) -> None:
-        if self._in_button and self._form is not None:
-            self._form.button += data.strip()
+        if self._button is not None and self._form is not None and data.strip():
+            name, value, words = self._form.buttons[-1]
+            self._form.buttons[-1] = (name, value, " ".join(f"{words} {data.strip()}".split()))
         if self._radio is not None and self._form is not None and data.strip():
             name, value = self._radio
             self._form.labels.setdefault(name, {})[value] = data.strip()
@@ -150,13 +157,32 @@ def signed(action: str) -> dict[str, str]:
     return {vote_pages.FORM_FIELD: vote_pages.form_token(vote_pages.VOTE_FORM, action)}
 
 
-def choices_form(client: TestClient, token: str) -> Form:
+def first_question(client: TestClient, token: str) -> Page:
     start = get(client, f"/vote/{token}")
     assert start.response.status_code == 200
     assert f"/vote/{token}/choices" in start.links
     page = get(client, f"/vote/{token}/choices")
     assert page.response.status_code == 200
-    return page.form(f"/vote/{token}/check")
+    return page
+
+
+def answer_questions(client: TestClient, token: str, option: str = "For") -> Page:
+    """Through the question pages, one at a time, giving each the same answer: the page after."""
+    page = first_question(client, token)
+    while "Who is submitting this vote?" not in page.title:
+        form = page.form(f"/vote/{token}/choices")
+        [name] = form.radios
+        page = post(client, form, **{name: CODES[option]})
+        assert page.response.status_code == 200, page.text
+    return page
+
+
+def choices_form(client: TestClient, token: str) -> Form:
+    """The form that posts every answer to the check page (the last step's, who is submitting),
+    reached through the question pages, with the answers taken out for the caller to give."""
+    form = answer_questions(client, token).form(f"/vote/{token}/check")
+    fields = {k: v for k, v in form.fields.items() if not k.startswith("q_")}
+    return Form(form.method, form.action, fields=fields, buttons=form.buttons)
 
 
 def check_page(client: TestClient, token: str, **fields: str) -> Page:

@@ -1,14 +1,14 @@
 """Voter pages: plain HTML forms that need no JavaScript; answers travel only in POSTed fields.
 
 The journey: the start page, one page per question, who is submitting (optional), check your
-answers (each answer can be changed), submit, the receipt. Every form carries a signed token bound to the address it posts to; an answer travels as its
-option's position code, and the check page pads the option shown, so neither a request nor a page
-differs in size by the option chosen.
+answers (each can be changed), submit, the receipt. Every form carries a signed token bound to
+the address it posts to; an answer travels as its option's position code, and the check page pads
+the option shown, so neither a request nor a page differs in size by the option chosen.
 """
 
 import hashlib
-from dataclasses import dataclass
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -185,16 +185,17 @@ def _question_page(
         forms=_forms(token, "choices"),
         question=question,
         position=position,
-        others={k: c for k, c in answers.choices.items() if k != question.id},
-        answers=answers,
+        chosen=answers.choices.get(question.id),
+        # The hidden fields: every answer but this question's, which its radios carry.
+        choices={k: c for k, c in answers.choices.items() if k != question.id},
+        voter_name=answers.voter_name,
+        voter_role=answers.voter_role,
         then="check" if back_to_check else "next",
         problem=problem,
     )
 
 
-def _who_page(
-    request: Request, v: voting.VoterView, token: str, answers: Answers
-) -> HTMLResponse:
+def _who_page(request: Request, v: voting.VoterView, token: str, answers: Answers) -> HTMLResponse:
     return _page(
         request,
         "vote_who.html",
@@ -202,7 +203,8 @@ def _who_page(
         token=token,
         forms=_forms(token, "check"),
         choices=answers.choices,
-        answers=answers,
+        voter_name=answers.voter_name,
+        voter_role=answers.voter_role,
     )
 
 
@@ -214,7 +216,9 @@ def _check_page(
         voting.check_choices(v.questions, answers.choices)
     except errors.InvalidInput as exc:
         positions = {f"choices.{q.id}": n for n, q in enumerate(v.questions)}
-        found = [(positions[p["loc"]], p["problem"]) for p in exc.problems if p["loc"] in positions]
+        found = [
+            (positions[p["loc"]], p["problem"]) for p in exc.problems or [] if p["loc"] in positions
+        ]
         if not found:  # an answer to no question on this ballot: nothing to show it on
             raise
         position, problem = min(found)
@@ -269,7 +273,7 @@ def next_step(
     try:
         voting.check_choices([question], {question.id: answers.choices.get(question.id, "")})
     except errors.InvalidInput as exc:
-        problem = exc.problems[0]["problem"]
+        problem = (exc.problems or [{"problem": ""}])[0]["problem"]
         if question.id not in answers.choices:
             problem = "answer this question (Abstain is an answer)"
         return _question_page(
