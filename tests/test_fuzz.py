@@ -93,7 +93,7 @@ def error_statuses(method: str, path: str, operation: dict[str, Any]) -> set[str
     if "{" in path:
         statuses.add("404")  # NotFound, LinkInvalid
     if "{token}" in path:
-        statuses |= {"410", "429"}  # LinkRevoked; limits on guessing links
+        statuses |= {"429"}  # limits on guessing links
     if method != "get" or path.endswith(ONLY_ONCE_PUBLISHED):
         statuses.add("409")  # Conflict, WrongState, AlreadyVoted, BallotClosed
     if path == "/api/v1/auth/token":
@@ -423,7 +423,7 @@ def test_an_undecodable_body_is_answered_like_every_other_error(
 
 @pytest.mark.xfail(
     strict=True,
-    reason="the routes do not declare their error answers (401, 403, 404, 409, 410, 429), "
+    reason="the routes do not declare their error answers (401, 403, 404, 409, 429), "
     "FastAPI's 422 body is not the app's, and the roll upload has no request body",
 )
 def test_the_schema_declares_every_answer_the_app_gives(client: TestClient) -> None:
