@@ -377,7 +377,8 @@ def test_unanswered_question_shows_an_error_summary_that_takes_focus(
     assert "There is a problem Answer this question (Abstain is an answer)" in page.text
     summary = re.search(r'<div class="nhsuk-error-summary"[^>]*>', page.response.text)
     assert summary is not None
-    assert 'tabindex="-1"' in summary.group() and "autofocus" in summary.group()
+    assert 'tabindex="-1"' in summary.group()
+    assert "autofocus" in summary.group()
     # The summary links to the first radio button; the error is also beside the radios.
     assert "#q_constitution" in page.links
     assert "q_constitution" in page.ids
