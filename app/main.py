@@ -255,6 +255,20 @@ _STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _UPLOAD = re.compile(r"^/api/v1/ballots(?:/[^/]+(?:/roll)?)?/?$")
 
 
+def _same_site(headers: Headers, own_origin: str) -> bool:
+    """Whether a state change may come from where the browser says it came from."""
+    origin = headers.get("origin")
+    # Under Referrer-Policy: no-referrer a browser writes `Origin: null`, even for a form on our
+    # own page; then the browser's Sec-Fetch-Site (which no page can set) must say same-origin.
+    # A sandboxed frame or a data: page elsewhere also writes null, but with cross-site.
+    if origin == "null":
+        return headers.get("sec-fetch-site") == "same-origin"
+    fetched_from = headers.get("sec-fetch-site")
+    if fetched_from is not None and fetched_from not in ("same-origin", "none"):
+        return False
+    return origin is None or origin.rstrip("/").lower() == own_origin
+
+
 class RequestGuard:
     """Before the app sees a request: refuse a state change sent from another site's page
     (its Origin), and a body over the size limit, counted as it streams when undeclared."""
@@ -270,8 +284,7 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        origin = headers.get("origin")
-        if origin is not None and origin.rstrip("/").lower() != self.origin:
+        if not _same_site(headers, self.origin):
             await self._refuse(
                 scope,
                 receive,

@@ -141,9 +141,9 @@ def test_pages_run_no_inline_script_or_style_only_our_own_files(
         for url in [*stylesheets, "/static/mandate.js"]:
             served = client.get(url)
             assert served.status_code == 200, url
-            assert served.headers["Content-Security-Policy"] == page.headers[
-                "Content-Security-Policy"
-            ]
+            assert (
+                served.headers["Content-Security-Policy"] == page.headers["Content-Security-Policy"]
+            )
 
 
 def test_api_docs_have_their_own_policy_for_swagger_ui(client: TestClient) -> None:
@@ -316,10 +316,18 @@ def test_every_state_changing_request_from_a_foreign_origin_is_refused_first(
     before = _snapshot(db)
     for method, path in routes:
         url = re.sub(r"\{\w+\}", lambda m: fills.get(m.group(), "x"), path)
-        for origin in ("https://evil.example", "null", "http://testserver.evil.example"):
-            response = client.request(
-                method, url, json=VOTE, headers={**secretariat, "Origin": origin}
-            )
+        sent_from = [
+            {"Origin": "https://evil.example"},
+            {"Origin": "null"},
+            {"Origin": "http://testserver.evil.example"},
+            # A sandboxed frame or a data: page on another site: null, and cross-site.
+            {"Origin": "null", "Sec-Fetch-Site": "cross-site"},
+            {"Origin": "null", "Sec-Fetch-Site": "same-site"},
+            # A browser that names no origin still says where the request came from.
+            {"Sec-Fetch-Site": "cross-site"},
+        ]
+        for origin in sent_from:
+            response = client.request(method, url, json=VOTE, headers={**secretariat, **origin})
             assert response.status_code == 403, (method, path, origin, response.text)
             if not url.startswith(("/vote/", "/ballots/")):
                 assert response.json()["error"] == "Forbidden"
@@ -328,6 +336,23 @@ def test_every_state_changing_request_from_a_foreign_origin_is_refused_first(
     # The service's own origin (BASE_URL) is welcome.
     cast = client.post(f"/api/v1/vote/{token}", json=VOTE, headers={"Origin": "http://testserver"})
     assert cast.status_code == 200
+
+
+def test_a_form_on_our_own_page_is_accepted_though_no_referrer_makes_its_origin_null(
+    client: TestClient, token: str
+) -> None:
+    # What Chromium sends for a form posted from our own page under Referrer-Policy: no-referrer.
+    own_page = {"Origin": "null", "Sec-Fetch-Site": "same-origin"}
+    form = choices_form(client, token)
+    check = client.post(
+        form.action,
+        data={**form.fields, **coded(delegated="For", constitution="For")},
+        headers=own_page,
+    )
+    assert check.status_code == 200
+    assert "Check your answers" in check.text
+    typed = client.post(f"/api/v1/vote/{token}", json=VOTE, headers={"Sec-Fetch-Site": "none"})
+    assert typed.status_code == 200
 
 
 def test_the_voting_api_takes_only_json(client: TestClient, db: Engine, token: str) -> None:
