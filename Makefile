@@ -24,9 +24,10 @@ $(STATIC)/.copied: node_modules/.package-lock.json
 	rm -rf $(STATIC)
 	mkdir -p $(STATIC)
 	# Its stylesheet names its images from the site's root; here they live under /static/nhsuk/.
-	# (Its web font stays on the NHS's own server, which the pages' policy does not allow: the
-	# stylesheet's fallback, Arial, is used.)
-	sed 's#url(/assets/#url(/static/nhsuk/assets/#g' $(NHSUK)/nhsuk-frontend.min.css \
+	# Its web font is on the NHS's own server, which the pages' policy does not allow (nor the
+	# voter's privacy): the font's rules go, and the stylesheet's fallback, Arial, is used.
+	sed -E -e 's#url\(/assets/#url(/static/nhsuk/assets/#g' -e 's#@font-face\{[^}]*\}##g' \
+	  $(NHSUK)/nhsuk-frontend.min.css \
 	  > $(STATIC)/nhsuk-frontend.min.css
 	cp $(NHSUK)/nhsuk-frontend.min.js $(STATIC)/
 	cp -r $(NHSUK)/assets $(STATIC)/assets
