@@ -12,25 +12,15 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
-# The NHS.UK frontend's stylesheet, script and images, served under /static/nhsuk/; axe-core stays
-# in node_modules for the browser tests.
-NHSUK  := node_modules/nhsuk-frontend/dist/nhsuk
+# The NHS.UK frontend (pinned in package.json), served under /static/nhsuk/; axe-core stays in
+# node_modules for the browser tests. Neither is committed.
 STATIC := app/static/nhsuk
 
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 
-$(STATIC)/.copied: node_modules/.package-lock.json
-	rm -rf $(STATIC)
-	mkdir -p $(STATIC)
-	# Its stylesheet names its images from the site's root; here they live under /static/nhsuk/.
-	# Its web font is on the NHS's own server, which the pages' policy does not allow (nor the
-	# voter's privacy): the font's rules go, and the stylesheet's fallback, Arial, is used.
-	sed -E -e 's#url\(/assets/#url(/static/nhsuk/assets/#g' -e 's#@font-face\{[^}]*\}##g' \
-	  $(NHSUK)/nhsuk-frontend.min.css \
-	  > $(STATIC)/nhsuk-frontend.min.css
-	cp $(NHSUK)/nhsuk-frontend.min.js $(STATIC)/
-	cp -r $(NHSUK)/assets $(STATIC)/assets
+$(STATIC)/.copied: node_modules/.package-lock.json deploy/frontend-assets.sh
+	deploy/frontend-assets.sh
 	touch $@
 
 install: $(STAMP) $(STATIC)/.copied

@@ -212,6 +212,9 @@ def test_a_practice_votes_by_keyboard_alone_and_the_count_includes_it(
     page.keyboard.press("Enter")
 
     expect(page).to_have_title(re.compile(r"^Question 1 of 2"))
+    heading = page.get_by_role("heading", level=1)
+    expect(heading).to_contain_text("Apply for delegated commissioning from 1 April 2017?")
+    expect(heading).not_to_contain_text("<")
     # Continue without an answer: the error summary is shown, and takes the focus.
     tab_to(page, r"^button\|.*Continue")
     page.keyboard.press("Enter")

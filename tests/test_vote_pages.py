@@ -271,6 +271,12 @@ def test_voter_goes_from_the_link_to_a_receipt_one_question_per_page(
     labelled = {code: option for option, code in CODES.items()}
     first = first_question(client, token)
     assert first.title.startswith("Question 1 of 2: Apply for delegated commissioning")
+    # The question is the page's heading, under its place in the ballot.
+    heading = re.search(r"<h1[^>]*>(.*?)</h1>", first.response.text, re.DOTALL)
+    assert heading is not None
+    assert " ".join(re.sub(r"<[^>]+>", " ", heading.group(1)).split()) == (
+        "Question 1 of 2 : Apply for delegated commissioning from 1 April 2017?"
+    )
     form = first.form(f"/vote/{token}/choices")
     assert (form.labels, form.radios) == (
         {"q_delegated": labelled},
