@@ -58,7 +58,7 @@ class AlreadyVoted(Conflict):
 
 
 class LinkInvalid(AppError):
-    """Unknown, replaced, or for another ballot: one answer for all."""
+    """Unknown, replaced or mistyped: one answer for every link that cannot vote."""
 
     status_code = 404
 

@@ -363,7 +363,8 @@ def test_every_voter_page_passes_axe_and_reflows(
     expect(page.get_by_role("heading", level=1)).to_have_text("Voting has closed")
     check_page_at(page, "closed", width, seen)
     page.goto(f"{server.url}/vote/not-a-real-voting-link")
-    expect(page.locator("h1")).to_contain_text("replaced by a newer one")
+    expect(page.locator("h1")).to_have_text("This voting link is not valid")
+    expect(page.locator("main")).to_contain_text("replaced by a newer link")
     check_page_at(page, "invalid-link", width, seen)
     page.context.close()
 

@@ -675,7 +675,7 @@ def test_replaced_link_gets_the_answer_an_unknown_link_gets(
     ):
         assert page.response.status_code == 404
         assert page.response.headers["content-type"].startswith("text/html")
-        assert "it has been replaced by a newer one" in page.text
+        assert "replaced by a newer link" in page.text
         assert page.response.content == unknown.response.content
     [new] = [t for t in factories.sent_links()["G83002"] if t != old]
     assert get(client, f"/vote/{new}").response.status_code == 200
@@ -762,10 +762,9 @@ def test_unknown_link_is_one_404_page_that_also_suggests_a_newer_link(
         page = get(client, url)
         assert page.response.status_code == 404
         assert page.response.headers["content-type"].startswith("text/html")
-        assert "This voting link is not recognised, or it has been replaced by a newer one" in (
-            page.title
-        )
-        assert "Use the link in the most recent email about this ballot" in page.text
+        assert page.title.startswith("This voting link is not valid")
+        assert "it may have been replaced by a newer link" in page.text
+        assert "use the link in the most recent email about this ballot" in page.text
 
 
 def test_document_link_returns_the_bytes_the_ballot_declares(

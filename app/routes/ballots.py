@@ -98,17 +98,17 @@ class ProblemOut(BaseModel):
     blocking: bool
 
 
-class OpenIn(BaseModel):
+class OpenIn(definitions.Schema):
     acknowledge_warnings: bool = False
 
 
-class ExtendIn(BaseModel):
+class ExtendIn(definitions.Schema):
     closes_at: AwareDatetime
-    reason: str
+    reason: definitions.Reason
 
 
-class VoidIn(BaseModel):
-    reason: str
+class VoidIn(definitions.Schema):
+    reason: definitions.Reason
 
 
 class TurnoutPractice(BaseModel):
@@ -187,7 +187,21 @@ def edit_ballot(
     )
 
 
-@router.put("/{ballot_id}/roll")
+# The route reads the roll itself (JSON, CSV or an upload), so its body is declared here.
+_ROLL_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {"type": "array", "items": roll.RollRow.model_json_schema()}
+            },
+            "text/csv": {"schema": {"type": "string"}},
+        },
+    }
+}
+
+
+@router.put("/{ballot_id}/roll", openapi_extra=_ROLL_BODY)
 def replace_roll(
     ballot_id: int, user: Secretariat, rows: RollUpload, session: SessionDep
 ) -> list[PracticeOut]:
