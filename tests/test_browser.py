@@ -98,6 +98,10 @@ def browser() -> Iterator[Browser]:
         launched.close()
 
 
+# What each open page reported as an error: a blocked load, a failed script.
+_problems: dict[Page, list[str]] = {}
+
+
 def new_page(browser: Browser, *, width: int = 1280, javascript: bool = True) -> Page:
     context = browser.new_context(
         viewport={"width": width, "height": 900}, java_script_enabled=javascript
@@ -114,12 +118,12 @@ def new_page(browser: Browser, *, width: int = 1280, javascript: bool = True) ->
 
     page.on("console", console)
     page.on("pageerror", lambda e: problems.append(str(e)))
-    page.problems = problems  # type: ignore[attr-defined]
+    _problems[page] = problems
     return page
 
 
 def no_console_errors(page: Page) -> None:
-    assert page.problems == []  # type: ignore[attr-defined]
+    assert _problems[page] == []
 
 
 def live_ballot(

@@ -254,6 +254,10 @@ def test_start_page_says_who_asks_what_for_whom_and_until_when(
     assert abstain_means.startswith("Abstain")
     assert abstain_means in page.text
     assert "it cannot be changed once submitted" in page.text
+    assert "This link is for Practice 1 only." in page.text
+    assert "You answer each question on its own page" in page.text
+    # Starting is a link: nothing is posted, and nothing is used, until the final submit.
+    assert f"/vote/{token}/choices" in page.links
     assert page.forms == []
 
 
