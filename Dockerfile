@@ -1,4 +1,13 @@
 # One image for every Mandate container: the servers, the migration job and the mail sender.
+
+# The NHS.UK frontend's files, from the release package-lock.json pins; only they reach the image.
+FROM node:20-slim AS frontend
+WORKDIR /build
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund --loglevel=error
+COPY deploy/frontend-assets.sh deploy/
+RUN mkdir -p app/static && deploy/frontend-assets.sh
+
 FROM python:3.11-slim
 
 # The code stays where it is copied and is installed in place (editable): app.db finds
@@ -16,6 +25,7 @@ RUN mkdir app && touch app/__init__.py \
 COPY alembic.ini ./
 COPY migrations/ migrations/
 COPY app/ app/
+COPY --from=frontend /build/app/static/nhsuk/ app/static/nhsuk/
 # Compiled now, as root: at run time the code is read-only to the service's user.
 RUN python -m compileall -q app migrations
 

@@ -3,7 +3,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 
-.PHONY: run test lint install postgres bench clean
+.PHONY: run test lint install postgres chromium bench clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -12,7 +12,18 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
-install: $(STAMP)
+# The NHS.UK frontend (pinned in package.json), served under /static/nhsuk/; axe-core stays in
+# node_modules for the browser tests. Neither is committed.
+STATIC := app/static/nhsuk
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+
+$(STATIC)/.copied: node_modules/.package-lock.json deploy/frontend-assets.sh
+	deploy/frontend-assets.sh
+	touch $@
+
+install: $(STAMP) $(STATIC)/.copied
 
 run: install
 	$(BIN)/mandate demo
@@ -28,7 +39,12 @@ postgres:
 	@command -v pg_config >/dev/null && test -x "$$(pg_config --bindir)/initdb" || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql)
 
-test: install postgres lint
+# The browser tests drive Debian's Chromium (Playwright cannot fetch a browser of its own here).
+chromium:
+	@test -x /usr/bin/chromium || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
+test: install postgres chromium lint
 	$(BIN)/bandit -q -c pyproject.toml -r app -ll
 	@echo "=== tests on SQLite (every test) ==="
 	$(BIN)/pytest --db=sqlite
@@ -43,4 +59,4 @@ bench: install
 	$(BIN)/python bench/national.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var node_modules $(STATIC) .pytest_cache .mypy_cache .ruff_cache

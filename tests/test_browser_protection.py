@@ -46,11 +46,11 @@ def _sha256(source: str) -> str:
 def assert_protected(response: Any, *, https: bool = False) -> None:
     headers = response.headers
     policy = headers["Content-Security-Policy"]
-    assert policy.startswith("default-src 'self'; style-src 'self' 'sha256-"), policy
-    assert policy.endswith(
-        "; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
-    )
-    assert "unsafe" not in policy
+    assert policy == (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
+        "font-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; "
+        "object-src 'none'"
+    ), policy
     assert headers["X-Content-Type-Options"] == "nosniff"
     assert headers["Referrer-Policy"] == "no-referrer"
     assert headers["Cross-Origin-Opener-Policy"] == "same-origin"
@@ -117,7 +117,7 @@ def test_every_response_carries_the_security_headers(
         assert responses[name].headers["Cache-Control"] == "no-store", name
 
 
-def test_pages_run_no_inline_script_and_only_the_stylesheet_the_policy_allows(
+def test_pages_run_no_inline_script_or_style_only_our_own_files(
     client: TestClient, token: str
 ) -> None:
     check = check_page(client, token, **coded(delegated="For", constitution="Against"))
@@ -129,11 +129,21 @@ def test_pages_run_no_inline_script_and_only_the_stylesheet_the_policy_allows(
     ]
     for page in pages:
         html = page.text
-        assert "<script" not in html
+        assert "<style" not in html
         assert " style=" not in html
-        styles = re.findall(r"<style>(.*?)</style>", html, re.DOTALL)
-        assert len(styles) == 1
-        assert _sha256(styles[0]) in page.headers["Content-Security-Policy"]
+        assert re.findall(r"<script\b[^>]*>", html) == [
+            '<script type="module" src="/static/mandate.js">'
+        ]
+        assert not re.search(r"<script[^>]*>[^<]", html)
+        assert not re.search(r" on[a-z]+=", html)
+        stylesheets = re.findall(r'<link rel="stylesheet" href="([^"]+)">', html)
+        assert stylesheets == ["/static/nhsuk/nhsuk-frontend.min.css", "/static/mandate.css"]
+        for url in [*stylesheets, "/static/mandate.js"]:
+            served = client.get(url)
+            assert served.status_code == 200, url
+            assert (
+                served.headers["Content-Security-Policy"] == page.headers["Content-Security-Policy"]
+            )
 
 
 def test_api_docs_have_their_own_policy_for_swagger_ui(client: TestClient) -> None:
@@ -306,10 +316,18 @@ def test_every_state_changing_request_from_a_foreign_origin_is_refused_first(
     before = _snapshot(db)
     for method, path in routes:
         url = re.sub(r"\{\w+\}", lambda m: fills.get(m.group(), "x"), path)
-        for origin in ("https://evil.example", "null", "http://testserver.evil.example"):
-            response = client.request(
-                method, url, json=VOTE, headers={**secretariat, "Origin": origin}
-            )
+        sent_from = [
+            {"Origin": "https://evil.example"},
+            {"Origin": "null"},
+            {"Origin": "http://testserver.evil.example"},
+            # A sandboxed frame or a data: page on another site: null, and cross-site.
+            {"Origin": "null", "Sec-Fetch-Site": "cross-site"},
+            {"Origin": "null", "Sec-Fetch-Site": "same-site"},
+            # A browser that names no origin still says where the request came from.
+            {"Sec-Fetch-Site": "cross-site"},
+        ]
+        for origin in sent_from:
+            response = client.request(method, url, json=VOTE, headers={**secretariat, **origin})
             assert response.status_code == 403, (method, path, origin, response.text)
             if not url.startswith(("/vote/", "/ballots/")):
                 assert response.json()["error"] == "Forbidden"
@@ -318,6 +336,23 @@ def test_every_state_changing_request_from_a_foreign_origin_is_refused_first(
     # The service's own origin (BASE_URL) is welcome.
     cast = client.post(f"/api/v1/vote/{token}", json=VOTE, headers={"Origin": "http://testserver"})
     assert cast.status_code == 200
+
+
+def test_a_form_on_our_own_page_is_accepted_though_no_referrer_makes_its_origin_null(
+    client: TestClient, token: str
+) -> None:
+    # What Chromium sends for a form posted from our own page under Referrer-Policy: no-referrer.
+    own_page = {"Origin": "null", "Sec-Fetch-Site": "same-origin"}
+    form = choices_form(client, token)
+    check = client.post(
+        form.action,
+        data={**form.fields, **coded(delegated="For", constitution="For")},
+        headers=own_page,
+    )
+    assert check.status_code == 200
+    assert "Check your answers" in check.text
+    typed = client.post(f"/api/v1/vote/{token}", json=VOTE, headers={"Sec-Fetch-Site": "none"})
+    assert typed.status_code == 200
 
 
 def test_the_voting_api_takes_only_json(client: TestClient, db: Engine, token: str) -> None:
@@ -471,18 +506,30 @@ def test_pages_and_requests_are_the_same_size_whatever_the_choice(
     for n, option in enumerate(("For", "Against", "Abstain")):
         token = factories.token_for(f"G8300{n + 1}")
         check = check_page(client, token, **coded(delegated=option, constitution=option))
+        # Changing an answer shows its question with the answer checked: one size too.
+        changing = post(client, check.form(f"/vote/{token}/choices"), change="delegated")
+        assert changing.response.status_code == 200
         receipt = post(client, check.form(f"/vote/{token}/submit"))
         assert receipt.response.status_code == 200
         measured = {
             "check request": check.response.request.content,
             "check page": check.response.content,
+            "change request": changing.response.request.content,
+            "question page, answer checked": changing.response.content,
             "submit request": receipt.response.request.content,
             "receipt page": receipt.response.content,
         }
         for name, content in measured.items():
             sizes.setdefault(name, set()).add(len(content))
-        bodies += [check.response.request.content, receipt.response.request.content]
-        assert f"<dd>{option}<!--" in check.response.text
+        bodies += [
+            check.response.request.content,
+            changing.response.request.content,
+            receipt.response.request.content,
+        ]
+        assert f'<dd class="nhsuk-summary-list__value">{option}<!--' in check.response.text
+        assert re.search(
+            rf'value="{coded(delegated=option)["q_delegated"]}" checked', changing.response.text
+        )
     assert {name: len(found) for name, found in sizes.items()} == dict.fromkeys(sizes, 1)
     for body in bodies:
         assert not re.search(rb"For|Against|Abstain", body)

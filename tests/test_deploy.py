@@ -103,19 +103,26 @@ def settings_names() -> set[str]:
     return {name.upper() for name in Settings.model_fields}
 
 
-def dockerfile() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) for each instruction, continuation lines joined."""
+def dockerfile(*, stage: str | None = None) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) for each instruction of the image that runs (the last stage), or
+    of the build stage named `stage`, continuation lines joined."""
     text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
     lines = (line.strip() for line in text.splitlines())
-    return [
+    every = [
         (keyword.upper(), rest.strip())
         for keyword, _, rest in (line.partition(" ") for line in lines)
         if keyword and not keyword.startswith("#")
     ]
+    starts = [n for n, (name, _) in enumerate(every) if name == "FROM"]
+    stages = [every[a:b] for a, b in zip(starts, [*starts[1:], len(every)], strict=True)]
+    if stage is None:
+        return stages[-1]
+    [found] = [s for s in stages if s[0][1].lower().endswith(f" as {stage}")]
+    return found
 
 
-def instructions(keyword: str) -> list[str]:
-    return [rest for name, rest in dockerfile() if name == keyword]
+def instructions(keyword: str, *, stage: str | None = None) -> list[str]:
+    return [rest for name, rest in dockerfile(stage=stage) if name == keyword]
 
 
 def image_command() -> list[str]:
@@ -206,6 +213,8 @@ def image_files(into: Path) -> Path:
     (workdir,) = instructions("WORKDIR")
     patterns = dockerignore()
     for rest in instructions("COPY"):
+        if rest.startswith("--from="):
+            continue  # built in an earlier stage, not copied from the context
         *sources, destination = [word for word in shlex.split(rest) if not word.startswith("--")]
         target = Path(destination) if destination.startswith("/") else Path(workdir) / destination
         for source in sources:
@@ -438,3 +447,18 @@ def test_the_build_context_leaves_out_local_secrets() -> None:
         ".git",
     ):
         assert dockerignored(path, patterns), f"{path} would be sent to the image build"
+
+
+def test_the_image_serves_the_nhs_frontend_release_the_lock_file_pins() -> None:
+    patterns = dockerignore()
+    for rest in instructions("COPY", stage="frontend"):
+        *sources, _ = shlex.split(rest)
+        for source in sources:
+            assert (ROOT / source).exists(), f"COPY {source}: no such file to build from"
+            assert not dockerignored(source, patterns), f".dockerignore leaves out {source}"
+    runs = instructions("RUN", stage="frontend")
+    assert any(run.startswith("npm ci --omit=dev") for run in runs), runs
+    assert any("deploy/frontend-assets.sh" in run for run in runs), runs
+    assert "--from=frontend /build/app/static/nhsuk/ app/static/nhsuk/" in instructions("COPY")
+    # A copy left in the working tree by `make install` never stands in for the built one.
+    assert dockerignored("app/static/nhsuk/nhsuk-frontend.min.css", patterns)

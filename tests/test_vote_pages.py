@@ -34,7 +34,12 @@ class Form:
     radios: dict[str, list[str]] = field(default_factory=dict)
     # The text of each radio button's label, by the radio's name and value.
     labels: dict[str, dict[str, str]] = field(default_factory=dict)
-    button: str = ""
+    # Each submit button: what it adds to the form (name, value) and its words.
+    buttons: list[tuple[str, str, str]] = field(default_factory=list)
+
+    @property
+    def button(self) -> str:
+        return " ".join(words for _, _, words in self.buttons)
 
     @property
     def answers(self) -> dict[str, str]:
@@ -74,7 +79,7 @@ class _PageParser(HTMLParser):
         self.links: list[str] = []
         self.ids: set[str] = set()
         self._form: Form | None = None
-        self._in_button = False
+        self._button: tuple[str, str] | None = None
         self._radio: tuple[str, str] | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -95,20 +100,22 @@ class _PageParser(HTMLParser):
                     self._form.fields[name] = value
             else:
                 self._form.fields[name] = value
-        elif tag == "button":
-            self._in_button = True
+        elif tag == "button" and self._form is not None and a.get("type", "submit") == "submit":
+            self._button = (a.get("name", ""), a.get("value", ""))
+            self._form.buttons.append((*self._button, ""))
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "form":
             self._form = None
         elif tag == "button":
-            self._in_button = False
+            self._button = None
         elif tag == "label":
             self._radio = None
 
     def handle_data(self, data: str) -> None:
-        if self._in_button and self._form is not None:
-            self._form.button += data.strip()
+        if self._button is not None and self._form is not None and data.strip():
+            name, value, words = self._form.buttons[-1]
+            self._form.buttons[-1] = (name, value, " ".join(f"{words} {data.strip()}".split()))
         if self._radio is not None and self._form is not None and data.strip():
             name, value = self._radio
             self._form.labels.setdefault(name, {})[value] = data.strip()
@@ -150,13 +157,32 @@ def signed(action: str) -> dict[str, str]:
     return {vote_pages.FORM_FIELD: vote_pages.form_token(vote_pages.VOTE_FORM, action)}
 
 
-def choices_form(client: TestClient, token: str) -> Form:
+def first_question(client: TestClient, token: str) -> Page:
     start = get(client, f"/vote/{token}")
     assert start.response.status_code == 200
     assert f"/vote/{token}/choices" in start.links
     page = get(client, f"/vote/{token}/choices")
     assert page.response.status_code == 200
-    return page.form(f"/vote/{token}/check")
+    return page
+
+
+def answer_questions(client: TestClient, token: str, option: str = "For") -> Page:
+    """Through the question pages, one at a time, giving each the same answer: the page after."""
+    page = first_question(client, token)
+    while "Who is submitting this vote?" not in page.title:
+        form = page.form(f"/vote/{token}/choices")
+        [name] = form.radios
+        page = post(client, form, **{name: CODES[option]})
+        assert page.response.status_code == 200, page.text
+    return page
+
+
+def choices_form(client: TestClient, token: str) -> Form:
+    """The form that posts every answer to the check page (the last step's, who is submitting),
+    reached through the question pages, with the answers taken out for the caller to give."""
+    form = answer_questions(client, token).form(f"/vote/{token}/check")
+    fields = {k: v for k, v in form.fields.items() if not k.startswith("q_")}
+    return Form(form.method, form.action, fields=fields, buttons=form.buttons)
 
 
 def check_page(client: TestClient, token: str, **fields: str) -> Page:
@@ -230,6 +256,10 @@ def test_start_page_says_who_asks_what_for_whom_and_until_when(
     assert abstain_means.startswith("Abstain")
     assert abstain_means in page.text
     assert "it cannot be changed once submitted" in page.text
+    assert "This link is for Practice 1 only." in page.text
+    assert "You answer each question on its own page" in page.text
+    # Starting is a link: nothing is posted, and nothing is used, until the final submit.
+    assert f"/vote/{token}/choices" in page.links
     assert page.forms == []
 
 
@@ -241,24 +271,56 @@ def test_closing_time_is_shown_in_london_time_during_summer_time(
     assert "Voting closes at 5:00pm on Friday 30 June 2017." in page.text
 
 
-def test_voter_goes_from_the_link_to_a_receipt(
+def test_voter_goes_from_the_link_to_a_receipt_one_question_per_page(
     client: TestClient, ballot_id: int, token: str
 ) -> None:
-    form = choices_form(client, token)
     labelled = {code: option for option, code in CODES.items()}
-    assert form.labels == {"q_delegated": labelled, "q_constitution": labelled}
-    assert form.radios == {
-        "q_delegated": ["o01", "o02", "o03"],
-        "q_constitution": ["o01", "o02", "o03"],
+    first = first_question(client, token)
+    assert first.title.startswith("Question 1 of 2: Apply for delegated commissioning")
+    # The question is the page's heading, under its place in the ballot.
+    heading = re.search(r"<h1[^>]*>(.*?)</h1>", first.response.text, re.DOTALL)
+    assert heading is not None
+    assert " ".join(re.sub(r"<[^>]+>", " ", heading.group(1)).split()) == (
+        "Question 1 of 2 : Apply for delegated commissioning from 1 April 2017?"
+    )
+    form = first.form(f"/vote/{token}/choices")
+    assert (form.labels, form.radios) == (
+        {"q_delegated": labelled},
+        {"q_delegated": ["o01", "o02", "o03"]},
+    )
+    assert form.answers == {
+        "question": "delegated",
+        "then": "next",
+        "voter_name": "",
+        "voter_role": "",
     }
-    assert form.answers == {"voter_name": "", "voter_role": ""}
     assert form.fields[vote_pages.FORM_FIELD]
 
-    check = post(client, form, **answers(delegated="For", constitution="Abstain"))
+    second = post(client, form, **answers(delegated="For"))
+    assert second.response.status_code == 200
+    assert second.title.startswith("Question 2 of 2: Approve the constitution amendments?")
+    form = second.form(f"/vote/{token}/choices")
+    assert form.radios == {"q_constitution": ["o01", "o02", "o03"]}
+    # The first answer rides along, as its code.
+    assert form.answers == {
+        "question": "constitution", "then": "next", "q_delegated": "o01",
+        "voter_name": "", "voter_role": "",
+    }  # fmt: skip
+
+    who = post(client, form, **answers(constitution="Abstain"))
+    assert who.response.status_code == 200
+    assert "Who is submitting this vote? (optional)" in who.text
+    form = who.form(f"/vote/{token}/check")
+    assert form.answers == {
+        "q_delegated": "o01", "q_constitution": "o03", "voter_name": "", "voter_role": "",
+    }  # fmt: skip
+
+    check = post(client, form)
     assert check.response.status_code == 200
     assert "Check your answers before submitting your vote" in check.text
     assert "Apply for delegated commissioning from 1 April 2017? For" in check.text
     assert "Approve the constitution amendments? Abstain" in check.text
+    assert "Submitted by Not given" in check.text
     expected = {
         "q_delegated": "o01",
         "q_constitution": "o03",
@@ -267,7 +329,12 @@ def test_voter_goes_from_the_link_to_a_receipt(
     }
     change = check.form(f"/vote/{token}/choices")
     submit = check.form(f"/vote/{token}/submit")
-    assert (change.button, change.answers) == ("Change your answers", expected)
+    assert change.buttons == [
+        ("change", "delegated", "Change your answer to question 1"),
+        ("change", "constitution", "Change your answer to question 2"),
+        ("change", "who", "Change who is submitting this vote"),
+    ]
+    assert change.answers == expected
     assert (submit.button, submit.answers) == ("Submit vote", expected)
     # Each form's token is bound to the address it posts to.
     assert change.fields[vote_pages.FORM_FIELD] != submit.fields[vote_pages.FORM_FIELD]
@@ -277,6 +344,10 @@ def test_voter_goes_from_the_link_to_a_receipt(
     assert "Vote recorded" in receipt.text
     assert "Practice 1 (G83001) has voted." in receipt.text
     assert receipt_code(receipt)
+    assert f"/ballots/{ballot_id}/check" in receipt.links
+    # The print button waits for the script; without it the page says how to print.
+    assert re.search(r"<button[^>]* hidden[^>]*data-mandate-print", receipt.response.text)
+    assert "To print this page, use your browser's print command" in receipt.text
     assert has_voted(client, token)
 
 
@@ -305,30 +376,58 @@ def test_nothing_is_recorded_before_the_final_submit(
     assert turnout_voted(client, ballot_id, secretariat) == 1
 
 
-def test_unanswered_question_shows_an_error_summary(
+def test_unanswered_question_shows_an_error_summary_that_takes_focus(
     client: TestClient, db: Engine, token: str
 ) -> None:
-    page = post(client, choices_form(client, token), **answers(delegated="Against"))
+    second = post(
+        client, first_question(client, token).form(f"/vote/{token}/choices"),
+        **answers(delegated="Against"),
+    )  # fmt: skip
+    page = post(client, second.form(f"/vote/{token}/choices"))
     assert page.response.status_code == 422
-    assert page.title.startswith("Error: Your vote")
+    assert page.title.startswith("Error: Question 2 of 2")
     assert "There is a problem Answer this question (Abstain is an answer)" in page.text
+    summary = re.search(r'<div class="nhsuk-error-summary"[^>]*>', page.response.text)
+    assert summary is not None
+    assert 'tabindex="-1"' in summary.group()
+    assert "autofocus" in summary.group()
+    # The summary links to the first radio button; the error is also beside the radios.
     assert "#q_constitution" in page.links
     assert "q_constitution" in page.ids
     inline = re.search(
-        r'<fieldset id="q_constitution">(.*?)</fieldset>', page.response.text, re.DOTALL
+        r'<span class="nhsuk-error-message" id="q_constitution-error">(.*?</span>.*?)</span>',
+        page.response.text,
+        re.DOTALL,
     )
     assert inline is not None
-    assert "Error: answer this question (Abstain is an answer)" in inline.group(1)
+    assert "Error: Answer this question (Abstain is an answer)" in " ".join(
+        re.sub(r"<[^>]+>", " ", inline.group(1)).split()
+    )
     # What was answered is kept, so only the missing answer needs filling in.
-    form = page.form(f"/vote/{token}/check")
+    form = page.form(f"/vote/{token}/choices")
     assert form.fields["q_delegated"] == CODES["Against"]
     assert "q_constitution" not in form.fields
     assert not has_voted(client, token)
     assert ballot_box_rows(db) == 0
 
-    check = post(client, form, **answers(constitution="Abstain"))
-    assert check.response.status_code == 200
+    who = post(client, form, **answers(constitution="Abstain"))
+    assert who.response.status_code == 200
+    check = post(client, who.form(f"/vote/{token}/check"))
     assert check.form(f"/vote/{token}/submit").fields["q_delegated"] == CODES["Against"]
+
+
+def test_answers_missing_from_the_check_form_send_the_voter_back_to_that_question(
+    client: TestClient, db: Engine, token: str
+) -> None:
+    page = post(client, choices_form(client, token), **answers(delegated="Against"))
+    assert page.response.status_code == 422
+    assert page.title.startswith("Error: Question 2 of 2")
+    assert "There is a problem Answer this question (Abstain is an answer)" in page.text
+    form = page.form(f"/vote/{token}/choices")
+    assert (form.fields["q_delegated"], form.fields["then"]) == (CODES["Against"], "check")
+    check = post(client, form, **answers(constitution="For"))
+    assert "Check your answers before submitting your vote" in check.text
+    assert ballot_box_rows(db) == 0
 
 
 def test_change_your_answers_keeps_the_answers_and_who_is_submitting(
@@ -342,18 +441,36 @@ def test_change_your_answers_keeps_the_answers_and_who_is_submitting(
         voter_role="Practice manager",
     )
     assert "Submitted by Pat Jones, Practice manager" in check.text
-    again = post(client, check.form(f"/vote/{token}/choices"))
+    change = check.form(f"/vote/{token}/choices")
+    again = post(client, change, change="constitution")
     assert again.response.status_code == 200
-    form = again.form(f"/vote/{token}/check")
+    assert again.title.startswith("Question 2 of 2")
+    form = again.form(f"/vote/{token}/choices")
     assert form.answers == {
+        "question": "constitution",
+        "then": "check",
         "q_delegated": CODES["For"],
+        # The answer being changed is the checked radio button, not a hidden field.
         "q_constitution": CODES["Against"],
         "voter_name": "Pat Jones",
         "voter_role": "Practice manager",
     }
+    # Straight back to the check page, not through the other questions.
     changed = post(client, form, **answers(constitution="Abstain"))
+    assert "Check your answers before submitting your vote" in changed.text
     assert changed.form(f"/vote/{token}/submit").fields["q_constitution"] == CODES["Abstain"]
     assert "Approve the constitution amendments? Abstain" in changed.text
+    assert "Submitted by Pat Jones, Practice manager" in changed.text
+
+    who = post(client, changed.form(f"/vote/{token}/choices"), change="who")
+    form = who.form(f"/vote/{token}/check")
+    assert (form.fields["voter_name"], form.fields["voter_role"]) == (
+        "Pat Jones",
+        "Practice manager",
+    )
+    renamed = post(client, form, voter_name="Sam Lee")
+    assert "Submitted by Sam Lee, Practice manager" in renamed.text
+    assert "Approve the constitution amendments? Abstain" in renamed.text
     assert not has_voted(client, token)
 
 
@@ -545,7 +662,7 @@ def test_already_voted_page_says_when_never_how(client: TestClient, token: str) 
         assert f"/vote/{token}/choices" not in page.links
 
 
-def test_a_replaced_link_says_a_newer_one_may_have_replaced_it(
+def test_replaced_link_gets_the_answer_an_unknown_link_gets(
     client: TestClient, secretariat: dict[str, str], ballot_id: int
 ) -> None:
     old = factories.token_for("G83002")
@@ -555,6 +672,7 @@ def test_a_replaced_link_says_a_newer_one_may_have_replaced_it(
         f"/api/v1/ballots/{ballot_id}/voters/G83002/reissue", headers=secretariat
     )
     assert response.status_code == 200
+    unknown = get(client, "/vote/not-a-real-token-at-all")
     for page in (
         get(client, f"/vote/{old}"),
         get(client, f"/vote/{old}/choices"),
@@ -564,6 +682,7 @@ def test_a_replaced_link_says_a_newer_one_may_have_replaced_it(
         assert page.response.status_code == 404
         assert page.response.headers["content-type"].startswith("text/html")
         assert "replaced by a newer link" in page.text
+        assert page.response.content == unknown.response.content
     [new] = [t for t in factories.sent_links()["G83002"] if t != old]
     assert get(client, f"/vote/{new}").response.status_code == 200
     assert not has_voted(client, new)
@@ -642,12 +761,16 @@ def test_published_page_shows_the_result(
     assert f"/ballots/{ballot_id}/check" in page.links
 
 
-def test_unknown_link_is_a_404_page(client: TestClient, ballot_id: int) -> None:
+def test_unknown_link_is_one_404_page_that_also_suggests_a_newer_link(
+    client: TestClient, ballot_id: int
+) -> None:
     for url in ("/vote/not-a-real-token-at-all", "/vote/not-a-real-token-at-all/choices"):
         page = get(client, url)
         assert page.response.status_code == 404
         assert page.response.headers["content-type"].startswith("text/html")
-        assert "This voting link is not valid." in page.text
+        assert page.title.startswith("This voting link is not valid")
+        assert "it may have been replaced by a newer link" in page.text
+        assert "use the link in the most recent email about this ballot" in page.text
 
 
 def test_document_link_returns_the_bytes_the_ballot_declares(

@@ -1,12 +1,14 @@
-"""Voter pages: plain HTML forms, no JavaScript; answers travel only in POSTed fields.
+"""Voter pages: plain HTML forms that need no JavaScript; answers travel only in POSTed fields.
 
-Every form carries a signed token bound to the address it posts to; an answer travels as its
-option's position code, and the check page pads the option shown, so neither a request nor a page
-differs in size by the option chosen.
+The journey: the start page, one page per question, who is submitting (optional), check your
+answers (each can be changed), submit, the receipt. Every form carries a signed token bound to
+the address it posts to; an answer travels as its option's position code, and the check page pads
+the option shown, so neither a request nor a page differs in size by the option chosen.
 """
 
 import hashlib
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -104,11 +106,20 @@ def _forms(token: str, *actions: str) -> dict[str, str]:
     return {a: form_token(VOTE_FORM, f"/vote/{token}/{a}") for a in actions}
 
 
-def _answers(
-    form: FormData, questions: list[definitions.Question]
-) -> tuple[dict[str, str], str, str]:
+@dataclass(frozen=True)
+class Answers:
+    """What the voter has given so far, as it travels in the posted fields."""
+
+    choices: dict[str, str]
+    voter_name: str = ""
+    voter_role: str = ""
+
+
+def _answers(form: FormData | None, questions: list[definitions.Question]) -> Answers:
     """The choices posted as option codes, by option; a code that is no option becomes "", which
     no option is, so the check refuses it without echoing what was sent."""
+    if form is None:
+        return Answers({})
     options = {q.id: q.options for q in questions}
     choices = {}
     for key, value in form.multi_items():
@@ -117,16 +128,18 @@ def _answers(
             codes = {option_code(i): o for i, o in enumerate(options.get(qid, []))}
             choices[qid] = codes.get(value, "")
     name, role = form.get("voter_name", ""), form.get("voter_role", "")
-    return choices, name if isinstance(name, str) else "", role if isinstance(role, str) else ""
+    return Answers(
+        choices, name if isinstance(name, str) else "", role if isinstance(role, str) else ""
+    )
 
 
 # HEAD too: mail link scanners probe links with it, and it must answer without consuming.
 @router.api_route("", methods=["GET", "HEAD"], response_class=HTMLResponse)
 def start(token: str, link: VoterLink, request: Request, session: SessionDep) -> HTMLResponse:
     v = voting.view(session, link=link)
-    if v.phase is voting.Phase.open and v.practice.voted_at is None:
+    if _can_vote(v):
         return _page(request, "vote_start.html", v=v, token=token)
-    return _page(request, "vote_status.html", v=v, token=token)
+    return _status(request, v, token)
 
 
 @router.get("/documents/{position}")
@@ -144,43 +157,143 @@ def _can_vote(v: voting.VoterView) -> bool:
     return v.phase is voting.Phase.open and v.practice.voted_at is None
 
 
-def _choices_page(
+def _status(request: Request, v: voting.VoterView, token: str) -> HTMLResponse:
+    """Already voted, not yet open, closed, published or void: what the link can do now."""
+    return _page(request, "vote_status.html", v=v, token=token)
+
+
+# The step after the questions: who is submitting, which is optional.
+WHO = "who"
+
+
+def _question_page(
     request: Request,
     v: voting.VoterView,
     token: str,
-    form: FormData | None,
-    status_code: int = 200,
-    problems: list[dict[str, Any]] | None = None,
+    answers: Answers,
+    *,
+    position: int,
+    back_to_check: bool,
+    problem: str | None = None,
 ) -> HTMLResponse:
-    choices, name, role = _answers(form, v.questions) if form is not None else ({}, "", "")
-    if not _can_vote(v):
-        return _page(request, "vote_status.html", v=v, token=token)
+    """One question; the other answers ride along in hidden fields."""
+    question = v.questions[position]
     return _page(
         request,
-        "vote_choices.html",
-        status_code=status_code,
+        "vote_question.html",
+        status_code=422 if problem else 200,
+        v=v,
+        token=token,
+        forms=_forms(token, "choices"),
+        question=question,
+        position=position,
+        chosen=answers.choices.get(question.id),
+        # The hidden fields: every answer but this question's, which its radios carry.
+        choices={k: c for k, c in answers.choices.items() if k != question.id},
+        voter_name=answers.voter_name,
+        voter_role=answers.voter_role,
+        then="check" if back_to_check else "next",
+        problem=problem,
+    )
+
+
+def _who_page(request: Request, v: voting.VoterView, token: str, answers: Answers) -> HTMLResponse:
+    return _page(
+        request,
+        "vote_who.html",
         v=v,
         token=token,
         forms=_forms(token, "check"),
-        choices=choices,
-        voter_name=name,
-        voter_role=role,
-        problems=problems or [],
+        choices=answers.choices,
+        voter_name=answers.voter_name,
+        voter_role=answers.voter_role,
+    )
+
+
+def _check_page(
+    request: Request, v: voting.VoterView, token: str, answers: Answers
+) -> HTMLResponse:
+    """Check your answers; a question not (or wrongly) answered is shown again, with its error."""
+    try:
+        voting.check_choices(v.questions, answers.choices)
+    except errors.InvalidInput as exc:
+        positions = {f"choices.{q.id}": n for n, q in enumerate(v.questions)}
+        found = [
+            (positions[p["loc"]], p["problem"]) for p in exc.problems or [] if p["loc"] in positions
+        ]
+        if not found:  # an answer to no question on this ballot: nothing to show it on
+            raise
+        position, problem = min(found)
+        return _question_page(
+            request, v, token, answers, position=position, back_to_check=True, problem=problem
+        )
+    return _page(
+        request,
+        "vote_check.html",
+        v=v,
+        token=token,
+        forms=_forms(token, "choices", "submit"),
+        choices=answers.choices,
+        voter_name=answers.voter_name,
+        voter_role=answers.voter_role,
     )
 
 
 @router.get("/choices", response_class=HTMLResponse)
-def choices_form(
+def first_question(
     token: str, link: VoterLink, request: Request, session: SessionDep
 ) -> HTMLResponse:
-    return _choices_page(request, voting.view(session, link=link), token, None)
+    v = voting.view(session, link=link)
+    if not _can_vote(v):
+        return _status(request, v, token)
+    return _question_page(request, v, token, Answers({}), position=0, back_to_check=False)
 
 
 @router.post("/choices", response_class=HTMLResponse)
-def change_choices(
+def next_step(
     token: str, form: PostedForm, link: VoterLink, request: Request, session: SessionDep
 ) -> HTMLResponse:
-    return _choices_page(request, voting.view(session, link=link), token, form)
+    """A question answered (the next step), or a change asked for on the check page."""
+    v = voting.view(session, link=link)
+    # A re-posted form (the back button) must not offer a vote that can no longer be cast.
+    if not _can_vote(v):
+        return _status(request, v, token)
+    answers = _answers(form, v.questions)
+    ids = [q.id for q in v.questions]
+    change, shown = form.get("change"), form.get("question")
+    if change == WHO:
+        return _who_page(request, v, token, answers)
+    if change in ids:
+        position = ids.index(str(change))
+        return _question_page(request, v, token, answers, position=position, back_to_check=True)
+    if shown not in ids:
+        # The whole set again from the first question, the answers kept.
+        return _question_page(request, v, token, answers, position=0, back_to_check=False)
+    position = ids.index(str(shown))
+    back_to_check = form.get("then") == "check"
+    question = v.questions[position]
+    try:
+        voting.check_choices([question], {question.id: answers.choices.get(question.id, "")})
+    except errors.InvalidInput as exc:
+        problem = (exc.problems or [{"problem": ""}])[0]["problem"]
+        if question.id not in answers.choices:
+            problem = "answer this question (Abstain is an answer)"
+        return _question_page(
+            request,
+            v,
+            token,
+            answers,
+            position=position,
+            back_to_check=back_to_check,
+            problem=problem,
+        )
+    if back_to_check:
+        return _check_page(request, v, token, answers)
+    if position + 1 < len(ids):
+        return _question_page(
+            request, v, token, answers, position=position + 1, back_to_check=False
+        )
+    return _who_page(request, v, token, answers)
 
 
 @router.post("/check", response_class=HTMLResponse)
@@ -188,33 +301,22 @@ def check_answers(
     token: str, form: PostedForm, link: VoterLink, request: Request, session: SessionDep
 ) -> HTMLResponse:
     v = voting.view(session, link=link)
-    # A re-posted form (the back button) must not offer a vote that can no longer be cast.
     if not _can_vote(v):
-        return _page(request, "vote_status.html", v=v, token=token)
-    choices, name, role = _answers(form, v.questions)
-    try:
-        voting.check_choices(v.questions, choices)
-    except errors.InvalidInput as exc:
-        return _choices_page(request, v, token, form, status_code=422, problems=exc.problems)
-    return _page(
-        request,
-        "vote_check.html",
-        v=v,
-        token=token,
-        forms=_forms(token, "choices", "submit"),
-        choices=choices,
-        voter_name=name,
-        voter_role=role,
-    )
+        return _status(request, v, token)
+    return _check_page(request, v, token, _answers(form, v.questions))
 
 
 @router.post("/submit", response_class=HTMLResponse)
 def submit(token: str, form: PostedForm, request: Request, session: SessionDep) -> HTMLResponse:
     link = voting.resolve(session, token)
     # The codes are read against the ballot's questions; the cast checks the answers again.
-    choices, name, role = _answers(form, voting.view(session, link=link).questions)
+    answers = _answers(form, voting.view(session, link=link).questions)
     receipt_code = voting.cast(
-        session, token=token, choices=choices, voter_name=name, voter_role=role
+        session,
+        token=token,
+        choices=answers.choices,
+        voter_name=answers.voter_name,
+        voter_role=answers.voter_role,
     )
     v = voting.view(session, link=link)
     return _page(request, "vote_receipt.html", v=v, token=token, receipt_code=receipt_code)
