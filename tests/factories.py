@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 import pyotp
 from fastapi.testclient import TestClient
 
-from app import clock, config, mail, outbox, staff
+from app import clock, config, mail, outbox, staff, tally_key
 from app.db import session_scope
 from app.models import Role
 
@@ -18,6 +18,10 @@ OPENS = datetime(2016, 11, 7, 9, 0, tzinfo=UTC)
 CLOSES = datetime(2016, 11, 25, 17, 0, tzinfo=UTC)
 PASSWORD = "correct horse battery staple"
 LOCALITIES = ("North", "Central", "South")
+# One tally key for the test run: its public key is set on every ballot a test opens, and two
+# of its three shares open the box after close.
+TALLY_KEY, TALLY_SHARES = tally_key.new_key(holders=3, threshold=2)
+TALLY_HOLDERS = ["Returning officer", "Scrutineer", "Audit committee chair"]
 
 
 def definition(**overrides: Any) -> dict[str, Any]:
@@ -113,8 +117,31 @@ def draft_ballot(
     return ballot_id
 
 
+def set_tally_key(
+    client: TestClient, headers: dict[str, str], ballot_id: int, public_key: str = TALLY_KEY
+) -> None:
+    body = {"public_key": public_key, "holders": TALLY_HOLDERS, "threshold": 2}
+    response = client.put(f"/api/v1/ballots/{ballot_id}/tally-key", json=body, headers=headers)
+    assert response.status_code == 200, response.text
+
+
+def share_files(*indexes: int) -> list[dict[str, Any]]:
+    """The shares of the test key with these indexes (1 to 3), as the holders' files hold them."""
+    return [TALLY_SHARES[i - 1].as_json() for i in indexes]
+
+
+def open_box(
+    client: TestClient, headers: dict[str, str], ballot_id: int, *, shares: tuple[int, ...] = (1, 3)
+) -> None:
+    """The key holders open the sealed box of a closed ballot."""
+    body = {"shares": share_files(*shares)}
+    response = client.post(f"/api/v1/ballots/{ballot_id}/tally-open", json=body, headers=headers)
+    assert response.status_code == 200, response.text
+
+
 def open_ballot(client: TestClient, headers: dict[str, str], **kwargs: Any) -> int:
     ballot_id = draft_ballot(client, headers, **kwargs)
+    set_tally_key(client, headers, ballot_id)
     response = client.post(
         f"/api/v1/ballots/{ballot_id}/open", json={"acknowledge_warnings": True}, headers=headers
     )
@@ -154,9 +181,11 @@ def cast_votes(client: TestClient, choices: list[str]) -> None:
 
 def close_and_publish(client: TestClient, headers: dict[str, str], ballot_id: int) -> None:
     clock.freeze(CLOSES + timedelta(seconds=1))
-    for step in ("close", "publish"):
-        response = client.post(f"/api/v1/ballots/{ballot_id}/{step}", headers=headers)
-        assert response.status_code == 200, response.text
+    response = client.post(f"/api/v1/ballots/{ballot_id}/close", headers=headers)
+    assert response.status_code == 200, response.text
+    open_box(client, headers, ballot_id)
+    response = client.post(f"/api/v1/ballots/{ballot_id}/publish", headers=headers)
+    assert response.status_code == 200, response.text
 
 
 def published_ballot(
