@@ -174,7 +174,7 @@ def sealer_of(ballot: Ballot) -> Sealer:
     questions = [(q.id, q.options) for q in questions_of(ballot)]
     sealer = Sealer(
         public_key=key["public_key"],
-        size=tally_key.padded_size(questions, len(crypto.new_receipt_code())),
+        size=tally_key.padded_size(questions, crypto.RECEIPT_CODE_LENGTH),
     )
     if ballot.frozen_hash is not None:
         _frozen_sealers[ballot.frozen_hash] = sealer

@@ -77,12 +77,16 @@ class Share:
 
 def new_key(*, holders: int, threshold: int) -> tuple[str, list[Share]]:
     """A new key pair: (public key in base64, one share of the private key per holder)."""
+    return split(PrivateKey.generate(), holders=holders, threshold=threshold)
+
+
+def split(private: PrivateKey, *, holders: int, threshold: int) -> tuple[str, list[Share]]:
+    """(public key in base64, one share of the private key per holder), k of n to open."""
     if not 2 <= threshold <= holders <= 255:
         raise errors.InvalidInput(
             "Choose at least two holders and a threshold from 2 to the number of holders, so "
             "no one person can open the box alone (e.g. --holders 3 --threshold 2)."
         )
-    private = PrivateKey.generate()
     public = base64.b64encode(bytes(private.public_key)).decode()
     secret = bytes(private)
     first = Shamir.split(threshold, holders, secret[:_HALF])

@@ -1,5 +1,6 @@
 """Plain functions that build test data through the same paths the product uses."""
 
+import hashlib
 import mailbox
 import re
 from collections import defaultdict
@@ -9,6 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pyotp
 from fastapi.testclient import TestClient
+from nacl.public import PrivateKey
 
 from app import clock, config, mail, outbox, staff, tally_key
 from app.db import session_scope
@@ -20,7 +22,9 @@ PASSWORD = "correct horse battery staple"
 LOCALITIES = ("North", "Central", "South")
 # One tally key for the test run: its public key is set on every ballot a test opens, and two
 # of its three shares open the box after close.
-TALLY_KEY, TALLY_SHARES = tally_key.new_key(holders=3, threshold=2)
+# Fixed, so a scripted ballot's definition (which names the key) is the same in every process.
+TALLY_PRIVATE = PrivateKey(hashlib.sha256(b"mandate tests: tally key").digest())
+TALLY_KEY, TALLY_SHARES = tally_key.split(TALLY_PRIVATE, holders=3, threshold=2)
 TALLY_HOLDERS = ["Returning officer", "Scrutineer", "Audit committee chair"]
 
 
@@ -105,8 +109,14 @@ def totp_code(username: str) -> str:
 
 
 def draft_ballot(
-    client: TestClient, headers: dict[str, str], *, practices: int = 9, **overrides: Any
+    client: TestClient,
+    headers: dict[str, str],
+    *,
+    practices: int = 9,
+    with_tally_key: bool = True,
+    **overrides: Any,
 ) -> int:
+    """A draft with a roll and, unless told otherwise, the test tally key set."""
     response = client.post("/api/v1/ballots", json=definition(**overrides), headers=headers)
     assert response.status_code == 201, response.text
     ballot_id: int = response.json()["id"]
@@ -114,6 +124,8 @@ def draft_ballot(
         f"/api/v1/ballots/{ballot_id}/roll", json=roll(practices), headers=headers
     )
     assert response.status_code == 200, response.text
+    if with_tally_key:
+        set_tally_key(client, headers, ballot_id)
     return ballot_id
 
 
@@ -141,7 +153,6 @@ def open_box(
 
 def open_ballot(client: TestClient, headers: dict[str, str], **kwargs: Any) -> int:
     ballot_id = draft_ballot(client, headers, **kwargs)
-    set_tally_key(client, headers, ballot_id)
     response = client.post(
         f"/api/v1/ballots/{ballot_id}/open", json={"acknowledge_warnings": True}, headers=headers
     )

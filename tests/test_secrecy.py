@@ -124,6 +124,7 @@ def test_published_box_follows_the_receipt_mode(
     clock.freeze(factories.CLOSES)
     secretariat = factories.staff_headers(client, Role.secretariat)
     client.post(f"/api/v1/ballots/{ballot_id}/close", headers=secretariat)
+    factories.open_box(client, secretariat, ballot_id)
     client.post(f"/api/v1/ballots/{ballot_id}/publish", headers=secretariat)
     page = client.get(f"/ballots/{ballot_id}/check").text
     form_token = re.search(r'name="form_token" value="([^"]+)"', page)

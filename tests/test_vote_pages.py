@@ -205,6 +205,8 @@ def turnout_voted(client: TestClient, ballot_id: int, headers: dict[str, str]) -
 def close_and_publish(client: TestClient, ballot_id: int, headers: dict[str, str]) -> None:
     clock.freeze(factories.CLOSES)
     for action in ("close", "publish"):
+        if action == "publish":
+            factories.open_box(client, headers, ballot_id)
         response = client.post(f"/api/v1/ballots/{ballot_id}/{action}", headers=headers)
         assert response.status_code == 200, response.text
 
