@@ -311,22 +311,22 @@ def _box_root(bundle: Bundle) -> Check:
                 f"{opened['payload']['ballots_opened']} ballots were opened from the "
                 f"{closed['ballots_cast']} sealed at close",
             )
-        committed, when = opened["payload"]["ballot_box_root"], "as opened from the sealed box"
+        committed, when = opened["payload"]["ballot_box_root"], "when the sealed box was opened"
     else:  # a bundle from before ballots were sealed: the close committed to the plain box
-        committed, when = closed["ballot_box_root"], "as committed at close"
+        committed, when = closed["ballot_box_root"], "at close"
     published = bundle.only("published")["payload"]["ballot_box_root"]
     if root != committed:
         return Check(
             "ballot box root",
             False,
-            f"ballot_box.csv is not the box committed to {when.removeprefix('as ')} (a ballot "
-            "was changed, added or removed)",
+            f"ballot_box.csv is not the box committed to {when} (a ballot was changed, added or "
+            "removed)",
         )
     if published != committed or bundle.evidence["ballot_box_root"] != committed:
         return Check(
             "ballot box root", False, "the publication names another box than the one committed"
         )
-    return Check("ballot box root", True, f"{root[:16]}… {when}")
+    return Check("ballot box root", True, f"{root[:16]}… as committed {when}")
 
 
 def _receipts_unique(bundle: Bundle) -> Check:

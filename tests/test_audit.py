@@ -45,10 +45,10 @@ def test_a_ballot_trail_records_each_change_and_never_how_anyone_voted(
     trail = client.get(f"/api/v1/ballots/{ballot_id}/audit", headers=secretariat).json()
     assert trail["intact"] is True
     actions = [e["action"] for e in trail["entries"]]
-    assert actions[:3] == ["ballot_created", "roll_loaded", "opened"]
+    assert actions[:4] == ["ballot_created", "roll_loaded", "tally_key_set", "opened"]
     assert actions.count("link_issued") == 9
     assert actions.count("voted") == 8
-    assert actions[-2:] == ["closed", "published"]
+    assert actions[-3:] == ["closed", "box_opened", "published"]
     assert {e["actor"] for e in trail["entries"]} == {"staff:secretariat-user", "system", "voter"}
     voted = [e for e in trail["entries"] if e["action"] == "voted"]
     assert all(set(e["payload"]) == {"ods_code"} for e in voted)

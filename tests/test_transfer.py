@@ -109,9 +109,10 @@ def test_a_restored_draft_opens_and_its_practices_vote(
     factories.cast_votes(client, ["For"])
     trail = client.get(f"/api/v1/ballots/{restored}/audit", headers=secretariat).json()
     assert trail["intact"] is True
-    assert [e["action"] for e in trail["entries"]][:3] == [
+    assert [e["action"] for e in trail["entries"]][:4] == [
         "ballot_created",
         "roll_loaded",
+        "tally_key_set",
         "opened",
     ]
 
