@@ -11,10 +11,12 @@ from urllib.parse import parse_qs, urlsplit
 import pyotp
 from fastapi.testclient import TestClient
 from nacl.public import PrivateKey
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from app import clock, config, mail, outbox, staff, tally_key
 from app.db import session_scope
-from app.models import Role
+from app.models import Role, SealedBallot
 
 OPENS = datetime(2016, 11, 7, 9, 0, tzinfo=UTC)
 CLOSES = datetime(2016, 11, 25, 17, 0, tzinfo=UTC)
@@ -149,6 +151,18 @@ def open_box(
     body = {"shares": share_files(*shares)}
     response = client.post(f"/api/v1/ballots/{ballot_id}/tally-open", json=body, headers=headers)
     assert response.status_code == 200, response.text
+
+
+def sealed_receipt_codes(session: Session, ballot_id: int) -> list[str]:
+    """The receipt codes inside a ballot's sealed box, opened with the test's tally key."""
+    codes = []
+    for ciphertext in session.scalars(
+        select(SealedBallot.ciphertext).where(SealedBallot.ballot_id == ballot_id)
+    ):
+        paper = tally_key.unseal(TALLY_PRIVATE, ciphertext)
+        assert paper is not None
+        codes.append(paper["receipt_code"])
+    return codes
 
 
 def open_ballot(client: TestClient, headers: dict[str, str], **kwargs: Any) -> int:

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from app import clock
-from app.models import BallotBoxEntry
+from app.models import SealedBallot
 from app.routes import vote_pages
 from tests import factories
 
@@ -191,8 +191,9 @@ def has_voted(client: TestClient, token: str) -> bool:
 
 
 def ballot_box_rows(engine: Engine) -> int:
+    """Ballots in the box, sealed as they are while the ballot is open."""
     with engine.connect() as connection:
-        return connection.scalar(select(func.count()).select_from(BallotBoxEntry)) or 0
+        return connection.scalar(select(func.count()).select_from(SealedBallot)) or 0
 
 
 def turnout_voted(client: TestClient, ballot_id: int, headers: dict[str, str]) -> int:
