@@ -2,8 +2,21 @@
 
 from datetime import timedelta
 
-from app import ballots, clock, definitions, roll
+from sqlalchemy.orm import Session
+
+from app import ballots, clock, definitions, roll, tally_key
 from app.db import migrate, session_scope
+from app.models import Ballot
+
+
+def set_tally_key(session: Session, *, ballot: Ballot) -> list[tally_key.Share]:
+    """A fresh 2-of-3 tally key on a draft; its shares, to open the box after close."""
+    public, shares = tally_key.new_key(holders=3, threshold=2)
+    ballots.set_tally_key(
+        session, ballot=ballot, public_key=public, holders=None, threshold=2, holder_count=3,
+        actor="operator:bench",
+    )  # fmt: skip
+    return shares
 
 
 def open_ballot(practices: int) -> int:
@@ -34,6 +47,7 @@ def open_ballot(practices: int) -> int:
     with session_scope() as session:
         ballot = ballots.create(session, definition=definition, actor="operator:bench")
         roll.replace(session, ballot=ballot, rows=rows, actor="operator:bench")
+        set_tally_key(session, ballot=ballot)
     with session_scope() as session:
         ballots.open_ballot(
             session, ballot_id=ballot.id, acknowledge_warnings=True, actor="operator:bench"

@@ -177,6 +177,9 @@ def open_step_ballot(reference: str, practices: int) -> list[str]:
             (e.id, e.emails[0])
             for e in roll.replace(session, ballot=ballot, rows=rows, actor=ACTOR)
         ]
+        from bench import ballot as bench_ballot
+
+        bench_ballot.set_tally_key(session, ballot=ballot)
     tokens = [crypto.new_token() for _ in entries]
     # One transaction: the servers' senders never find these invitations queued.
     with session_scope() as session:

@@ -311,6 +311,11 @@ def _open_over_http(url: str, *, practices: int, username: str) -> int:
                 json=factories.roll(practices),
                 headers=headers,
             ),
+            http.put(
+                f"/api/v1/ballots/{ballot_id}/tally-key",
+                json={"public_key": factories.TALLY_KEY},
+                headers=headers,
+            ),
             http.post(
                 f"/api/v1/ballots/{ballot_id}/open",
                 json={"acknowledge_warnings": True},
