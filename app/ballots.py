@@ -471,8 +471,8 @@ def open_box(
             "should investigate before anything else is done."
         )
     papers, unopened = [], []
-    for sealed_id, ciphertext in sealed:
-        paper = tally_key.unseal(private, ciphertext)
+    opened = tally_key.unseal_all(private, [c for _, c in sealed])
+    for (sealed_id, _), paper in zip(sealed, opened, strict=True):
         if paper is None:
             unopened.append(sealed_id)
         else:
@@ -500,10 +500,11 @@ def open_box(
     session.execute(delete(SealedBallot).where(SealedBallot.ballot_id == ballot.id))
     ballot.box_opened_at = clock.now()
     session.flush()
-    root, cast = box_commitment(session, ballot=ballot)
+    # The root of the box just written, from the same values (publish re-reads it to compare).
+    root = proof.box_root(proof.published_box(ballot.receipt_mode, papers))
     audit.append(
         session, ballot=ballot, actor=actor, action="box_opened",
-        ballots_opened=cast, sealed_sha256=digest, ballot_box_root=root,
+        ballots_opened=len(papers), sealed_sha256=digest, ballot_box_root=root,
         shares_used=len({s.index for s in shares}),
     )  # fmt: skip
     return ballot

@@ -21,6 +21,11 @@ def set_tally_key(session: Session, *, ballot: Ballot) -> list[tally_key.Share]:
 
 def open_ballot(practices: int) -> int:
     """Migrate the configured database, then create and open the ballot (invitations queued)."""
+    return open_with_shares(practices)[0]
+
+
+def open_with_shares(practices: int) -> tuple[int, list[tally_key.Share]]:
+    """open_ballot(), and the shares of the tally key its ballots are sealed to."""
     migrate()
     now = clock.now().replace(microsecond=0)
     definition = definitions.parse_definition(
@@ -47,9 +52,9 @@ def open_ballot(practices: int) -> int:
     with session_scope() as session:
         ballot = ballots.create(session, definition=definition, actor="operator:bench")
         roll.replace(session, ballot=ballot, rows=rows, actor="operator:bench")
-        set_tally_key(session, ballot=ballot)
+        shares = set_tally_key(session, ballot=ballot)
     with session_scope() as session:
         ballots.open_ballot(
             session, ballot_id=ballot.id, acknowledge_warnings=True, actor="operator:bench"
         )
-    return ballot.id
+    return ballot.id, shares
