@@ -8,7 +8,7 @@ replaced by its padding alone (bench/serve_unsealed.py), and prints what sealing
 issue's floor: under 15 %). Then drives a minimal FastAPI app doing one durable INSERT per POST
 with the same load, and prints votes/s, p50/p99 and the ratio.
 
-    python bench/cast.py [--practices 24000] [--connections 50] [--seconds 8]
+    python bench/cast.py [--practices 12000] [--connections 50] [--seconds 8]
 """
 
 import argparse
@@ -104,7 +104,7 @@ def serve(args: list[str], env: dict[str, str], port: int) -> subprocess.Popen[b
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--practices", type=int, default=24000)
+    parser.add_argument("--practices", type=int, default=12000)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--seconds", type=int, default=8)
     options = parser.parse_args()
