@@ -91,9 +91,9 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
         port=port,
         workers=workers,
         access_log=False,
-        log_level="info",
-        # Applied in every worker process: LOG_FORMAT, and the request id on every line.
-        log_config=logs.dict_config(settings.log_format),
+        log_level=settings.log_level.lower(),
+        # Applied in every worker process: LOG_FORMAT, LOG_LEVEL, the request id on every line.
+        log_config=logs.dict_config(settings.log_format, settings.log_level),
         server_header=False,  # no "server: uvicorn" banner
         # Only TRUSTED_PROXIES may set the client address and scheme.
         proxy_headers=bool(settings.trusted_proxies),

@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     database_lock_timeout_ms: int = Field(default=30_000, gt=0)
     # Log lines as text or as one JSON object per line; either way each carries its request id.
     log_format: Literal["text", "json"] = "text"
+    # DEBUG adds the database's statements (never their values) and the libraries' detail.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # Reverse proxies (comma-separated addresses or CIDR ranges) whose X-Forwarded-Proto is
     # believed; from any other address the header is ignored.
     trusted_proxies: str = ""

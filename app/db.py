@@ -28,6 +28,8 @@ class Base(DeclarativeBase):
 
 
 def make_engine(url: str) -> Engine:
+    """An engine whose log lines and errors never carry a statement's values (hide_parameters):
+    they can be receipt codes, choices or hashes of secrets."""
     lock_timeout_ms = get_settings().database_lock_timeout_ms
     if url.startswith("sqlite"):
         return _sqlite_engine(url, lock_timeout_ms)
@@ -37,6 +39,7 @@ def make_engine(url: str) -> Engine:
         pool_size=20,
         max_overflow=20,
         pool_pre_ping=True,
+        hide_parameters=True,
         connect_args={"options": f"-c lock_timeout={lock_timeout_ms}"},
     )
 
@@ -48,7 +51,11 @@ def _sqlite_engine(url: str, lock_timeout_ms: int) -> Engine:
 
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
-        url, pool_size=20, max_overflow=20, connect_args={"timeout": lock_timeout_ms / 1000}
+        url,
+        pool_size=20,
+        max_overflow=20,
+        hide_parameters=True,
+        connect_args={"timeout": lock_timeout_ms / 1000},
     )
 
     # pysqlite opens transactions lazily and as DEFERRED, so two writers can both read and then

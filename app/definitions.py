@@ -70,6 +70,13 @@ Name = Annotated[
     AfterValidator(one_line),
 ]
 
+# Why a close was extended or a ballot voided: every practice is told it, in one line.
+Reason = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=500),
+    AfterValidator(one_line),
+]
+
 
 class Schema(BaseModel):
     model_config = ConfigDict(extra="forbid")

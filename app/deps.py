@@ -7,7 +7,7 @@ from fastapi import Depends
 from fastapi.security import APIKeyCookie, OAuth2PasswordBearer
 from sqlalchemy.orm import Session
 
-from app import errors, staff, voting
+from app import errors, limits, staff, voting
 from app.db import get_session
 from app.models import Role, StaffUser, VotingLink
 
@@ -68,6 +68,12 @@ Secretariat = Annotated[StaffUser, Depends(require_role(Role.secretariat))]
 Admin = Annotated[StaffUser, Depends(require_role(Role.admin))]
 Auditor = Annotated[StaffUser, Depends(require_role(Role.auditor))]
 AnyStaff = Annotated[StaffUser, Depends(require_role(Role.admin, Role.secretariat, Role.auditor))]
+
+
+def count_link_attempt(token: str) -> None:
+    """Count a use of this link, before the database is asked, so a refused one costs nothing."""
+    # Per link, never per address: practices share NHS network egress addresses.
+    limits.check(limits.LINK_ATTEMPTS, token, doing="use this voting link")
 
 
 def voter_link(token: str, session: SessionDep) -> VotingLink:

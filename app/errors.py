@@ -58,11 +58,9 @@ class AlreadyVoted(Conflict):
 
 
 class LinkInvalid(AppError):
+    """Unknown, replaced or mistyped: one answer for every link that cannot vote."""
+
     status_code = 404
-
-
-class LinkRevoked(AppError):
-    status_code = 410
 
 
 def problems_from_validation(errors: list[Any], *, prefix: str = "") -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
+from starlette.requests import Request
 
 from app import clock, errors
 from app.config import get_settings
@@ -118,3 +119,8 @@ def check(limit: Limit, subject: str, *, doing: str) -> None:
             "again.",
             retry_after=retry,
         )
+
+
+def address_of(request: Request) -> str:
+    """The client's address (behind a trusted proxy, the one it forwarded)."""
+    return request.client.host if request.client else "unknown"

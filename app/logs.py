@@ -56,7 +56,7 @@ class JsonFormatter(logging.Formatter):
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 
 
-def dict_config(log_format: LogFormat) -> dict[str, Any]:
+def dict_config(log_format: LogFormat, level: str = "INFO") -> dict[str, Any]:
     """Every logger (uvicorn's too) to stderr in this format: for dictConfig or uvicorn's
     log_config, which applies it in each worker process."""
     formatter: dict[str, Any] = (
@@ -75,16 +75,18 @@ def dict_config(log_format: LogFormat) -> dict[str, Any]:
                 "formatter": "default",
             }
         },
-        "root": {"level": "INFO", "handlers": ["default"]},
+        "root": {"level": level, "handlers": ["default"]},
         # uvicorn's own lines go through the same handler; its access log stays off (ours
         # redacts voting links).
         "loggers": {
             "uvicorn": {"level": "INFO", "handlers": [], "propagate": True},
             "uvicorn.error": {"level": "INFO", "handlers": [], "propagate": True},
             "uvicorn.access": {"level": "WARNING", "handlers": [], "propagate": False},
+            # SQLAlchemy keeps its statements to itself unless asked; the engines hide the values.
+            "sqlalchemy.engine": {"level": "INFO" if level == "DEBUG" else "WARNING"},
         },
     }
 
 
-def configure(log_format: LogFormat) -> None:
-    logging.config.dictConfig(dict_config(log_format))
+def configure(log_format: LogFormat, level: str = "INFO") -> None:
+    logging.config.dictConfig(dict_config(log_format, level))

@@ -19,11 +19,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app import errors, health, logs, outbox, schedule, signing
+from app import errors, health, limits, logs, outbox, routes, schedule, signing
 from app.config import get_settings
 from app.db import database_turn, get_engine, session_scope
 from app.routes import auth, ballots, evidence, public, templates, vote_api, vote_pages
@@ -366,12 +367,25 @@ def create_app() -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
+    generated = app.openapi
+    app.openapi = functools.cache(lambda: routes.with_refusals(generated()))  # type: ignore[method-assign]
     settings = get_settings()
     app.state.database_turn = database_turn()
     app.state.database_is_sqlite = settings.database_url.startswith("sqlite")
 
     @app.exception_handler(errors.AppError)
     async def _app_error(request: Request, exc: errors.AppError) -> Response:
+        if isinstance(exc, errors.LinkInvalid):
+            # Guessing links is limited by address; a valid link never is (see limits).
+            try:
+                await run_in_threadpool(
+                    limits.check,
+                    limits.INVALID_LINKS_ADDRESS,
+                    limits.address_of(request),
+                    doing="open voting links from this address",
+                )
+            except limits.TooManyAttempts as refused:
+                exc = refused
         return _error_response(request, exc)
 
     @app.exception_handler(StarletteHTTPException)

@@ -114,7 +114,11 @@ def parse_share(data: Any, *, name: str = "a share") -> Share:
         halves = tuple(base64.b64decode(h, validate=True) for h in data["halves"])
         if len(halves) != 2 or any(len(h) != _HALF for h in halves):
             raise ValueError("its key parts have the wrong length")
-        index, holders, threshold = (int(data[k]) for k in ("index", "holders", "threshold"))
+        index, holders, threshold = (data[k] for k in ("index", "holders", "threshold"))
+        if not all(type(n) is int for n in (index, holders, threshold)) or not (
+            1 <= index <= holders <= 255 and 2 <= threshold <= holders
+        ):
+            raise ValueError("its index, holders or threshold are not a share's numbers")
         return Share(
             index=index,
             holders=holders,
@@ -124,7 +128,7 @@ def parse_share(data: Any, *, name: str = "a share") -> Share:
         )
     except errors.InvalidInput:
         raise errors.InvalidInput(f"{name} names no usable public key.") from None
-    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
         detail = str(exc) if isinstance(exc, ValueError) else "it is damaged or incomplete"
         raise errors.InvalidInput(
             f"{name} cannot be read: {detail}. Give the file `mandate tally-key new` wrote."

@@ -96,15 +96,12 @@ def resolve(session: Session, token: str) -> VotingLink:
     link = session.scalar(
         select(VotingLink).where(VotingLink.token_hash == crypto.token_hash(token))
     )
-    if link is None:
+    if link is None or link.revoked_at is not None:
+        # A replaced link answers exactly as an unknown one, so a guesser learns nothing.
         raise errors.LinkInvalid(
-            "This voting link is not recognised. Check that you used the whole link from the "
-            "email, or ask your CCG to send the practice a new one."
-        )
-    if link.revoked_at is not None:
-        raise errors.LinkRevoked(
-            "This link has been replaced by a newer one. Use the link in the most recent "
-            "email about this ballot, or ask your CCG to send a new one."
+            "This voting link is not valid. It may be incomplete, or it may have been replaced "
+            "by a newer link: use the link in the most recent email about this ballot, or ask "
+            "your CCG to send the practice a new one."
         )
     return link
 
@@ -194,7 +191,7 @@ def cast(
     """Record the practice's one vote and return its receipt code."""
     found = session.execute(_FOR_CAST, {"token_hash": crypto.token_hash(token)}).first()
     if found is None or found.revoked_at is not None:
-        resolve(session, token)  # raises the answer for an unknown or a replaced link
+        resolve(session, token)  # raises the one answer for a link that cannot vote
     assert found is not None  # noqa: S101  (resolve has raised otherwise)
     practice, ballot = _Practice(*found[1:6]), _Ballot(*found[6:13])
     current = phase(ballot)

@@ -19,10 +19,10 @@ from markupsafe import escape
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 
-from app import clock, config, logs
+from app import clock, config
 from app.main import create_app
 from app.routes import public, vote_pages
-from tests import factories
+from tests import factories, service_log
 from tests.test_vote_pages import answers as coded
 from tests.test_vote_pages import (
     ballot_box_rows,
@@ -377,19 +377,8 @@ def test_request_ids_are_ours_unless_a_safe_one_is_given(client: TestClient) -> 
 @pytest.fixture
 def json_log() -> Iterator[io.StringIO]:
     """The logging set-up `mandate serve` uses with LOG_FORMAT=json, writing to a buffer."""
-    root = logging.getLogger()
-    saved, level = root.handlers[:], root.level
-    logging.config.dictConfig(logs.dict_config("json"))
-    buffer = io.StringIO()
-    [handler] = root.handlers
-    assert isinstance(handler, logging.StreamHandler)
-    handler.setStream(buffer)
-    yield buffer
-    for h in root.handlers[:]:
-        root.removeHandler(h)
-    for h in saved:
-        root.addHandler(h)
-    root.setLevel(level)
+    with service_log.captured("json") as buffer:
+        yield buffer
 
 
 def test_json_logs_carry_the_request_id_and_never_the_link(
@@ -421,22 +410,9 @@ def test_json_logs_carry_the_request_id_and_never_the_link(
 
 
 def test_text_logs_carry_the_request_id(client: TestClient) -> None:
-    root = logging.getLogger()
-    saved, level = root.handlers[:], root.level
-    logging.config.dictConfig(logs.dict_config("text"))
-    buffer = io.StringIO()
-    try:
-        [handler] = root.handlers
-        assert isinstance(handler, logging.StreamHandler)
-        handler.setStream(buffer)
+    with service_log.captured("text") as buffer:
         voter = client.get("/vote/some-link")
         forged = client.get("/nope%0AFORGED%20LINE")
-    finally:
-        for h in root.handlers[:]:
-            root.removeHandler(h)
-        for h in saved:
-            root.addHandler(h)
-        root.setLevel(level)
     lines = buffer.getvalue().splitlines()
     [first, second] = [x for x in lines if " mandate.access " in x]
     assert f" INFO mandate.access [{voter.headers['X-Request-ID']}] GET /vote/[link] 404 " in first

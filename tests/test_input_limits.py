@@ -6,6 +6,7 @@ import csv
 import json
 import os
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from starlette.types import Message, Receive, Scope, Send
 from app import config, definitions, errors, roll
 from app.config import Settings
 from app.main import RequestGuard, create_app
+from app.models import Role
 from tests import factories
 from tests.test_vote_pages import ballot_box_rows, has_voted
 
@@ -222,6 +224,27 @@ def test_wrong_types_and_unknown_fields_are_refused_by_name(
     assert _roll(client, secretariat, ballot_id) == kept
 
 
+def test_every_request_body_refuses_fields_it_does_not_know(
+    client: TestClient, secretariat: dict[str, str], ballot_id: int
+) -> None:
+    admin = factories.staff_headers(client, Role.admin)
+    token = factories.token_for("G83001")
+    vote = {"choices": {"delegated": "For", "constitution": "For"}}
+    refusals = [
+        client.post(f"/api/v1/vote/{token}", json={**vote, "weight": 5}),
+        client.post(f"/api/v1/ballots/{ballot_id}/open", json={"force": True}, headers=secretariat),
+        client.post(
+            "/api/v1/staff",
+            json={"username": "x", "password": factories.PASSWORD, "role": "admin", "totp": ""},
+            headers=admin,
+        ),
+    ]
+    for response in refusals:
+        _refused(response, 422, "Extra inputs are not permitted")
+    assert not has_voted(client, token)
+    assert client.get("/api/v1/staff", headers=admin).json()[-1]["username"] != "x"
+
+
 # --- counts and lengths ----------------------------------------------------------------------
 
 
@@ -244,6 +267,55 @@ def test_counts_and_lengths_have_limits(
         body = factories.definition(**override)
         _refused(client.post("/api/v1/ballots", json=body, headers=secretariat), 422, named)
     assert _ballots(client, secretariat) == count
+
+
+def test_reasons_usernames_codes_and_choices_have_limits(
+    client: TestClient, secretariat: dict[str, str], ballot_id: int
+) -> None:
+    later = (factories.CLOSES + timedelta(days=2)).isoformat()
+    extend = f"/api/v1/ballots/{ballot_id}/extend"
+    for reason, named in [
+        ("R" * 501, "reason: String should have at most 500 characters"),
+        ("Postal strike\r\nBcc: everyone@example.org", "reason: must be one line of text"),
+        ("   ", "reason: String should have at least 1 character"),
+    ]:
+        body = {"closes_at": later, "reason": reason}
+        _refused(client.post(extend, json=body, headers=secretariat), 422, named)
+    ballot = client.get(f"/api/v1/ballots/{ballot_id}", headers=secretariat).json()
+    assert ballot["close_extended_reason"] is None
+
+    admin = factories.staff_headers(client, Role.admin)
+    accounts = len(client.get("/api/v1/staff", headers=admin).json())
+    for username, named in [
+        ("u" * 101, "username: String should have at most 100 characters"),
+        ("new\r\nadmin", "username: String should match pattern"),
+        ("-leading-dash", "username: String should match pattern"),
+    ]:
+        body = {"username": username, "password": factories.PASSWORD, "role": "auditor"}
+        _refused(client.post("/api/v1/staff", json=body, headers=admin), 422, named)
+    assert len(client.get("/api/v1/staff", headers=admin).json()) == accounts
+    created = client.post(
+        "/api/v1/staff",
+        json={
+            "username": " New.Auditor@nhs.net ",
+            "password": factories.PASSWORD,
+            "role": "auditor",
+        },
+        headers=admin,
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["username"] == "new.auditor@nhs.net"
+
+    long_code = {"code": "1" * 11}
+    _refused(client.post("/api/v1/auth/totp/confirm", json=long_code, headers=secretariat), 422)
+
+    token = factories.token_for("G83001")
+    for choices, named in [
+        ({"q" * 41: "For"}, "String should have at most 40 characters"),
+        ({"delegated": "F" * 201, "constitution": "For"}, "at most 200 characters"),
+    ]:
+        _refused(client.post(f"/api/v1/vote/{token}", json={"choices": choices}), 422, named)
+    assert not has_voted(client, token)
 
 
 def test_a_roll_holds_at_most_the_limit_of_practices(

@@ -500,8 +500,8 @@ def test_a_reissue_delivers_a_new_link_and_the_old_links_stop_working(
         assert message.token is not None
         assert _practice_of(client, message.token) == practice["ods_code"]
     for address in practice["emails"]:
-        assert client.get(f"/api/v1/vote/{old[address]}").status_code == 410
-        assert client.post(f"/api/v1/vote/{old[address]}", json=VOTE).status_code == 410
+        assert client.get(f"/api/v1/vote/{old[address]}").status_code == 404
+        assert client.post(f"/api/v1/vote/{old[address]}", json=VOTE).status_code == 404
     other = rows[4]["emails"][0]
     assert client.get(f"/api/v1/vote/{old[other]}").status_code == 200
 

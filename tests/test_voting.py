@@ -157,8 +157,8 @@ def test_reissue_revokes_the_old_links(
     new = [t for t in factories.sent_links()["G83002"] if t != old]
     assert len(new) == 1
     revoked = client.post(f"/api/v1/vote/{old}", json=VOTE)
-    assert revoked.status_code == 410
-    assert "replaced by a newer one" in revoked.json()["detail"]
+    assert revoked.status_code == 404
+    assert "replaced by a newer link" in revoked.json()["detail"]
     assert client.post(f"/api/v1/vote/{new[0]}", json=VOTE).status_code == 200
 
 

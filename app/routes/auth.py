@@ -4,9 +4,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
-from pydantic import BaseModel
+from pydantic import BaseModel, StringConstraints
 
-from app import errors, limits, staff
+from app import definitions, errors, limits, staff
 from app.deps import SESSION_COOKIE, Admin, SessionDep, SessionToken, SignedIn
 from app.models import Role, StaffUser
 
@@ -34,9 +34,15 @@ class StaffOut(BaseModel):
         )
 
 
-class StaffIn(BaseModel):
-    username: str
-    password: str
+class StaffIn(definitions.Schema):
+    username: Annotated[
+        str,
+        StringConstraints(
+            strip_whitespace=True, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]*$"
+        ),
+    ]
+    # The length rules (12 to 128) are staff.check_password_rules', with their own words.
+    password: Annotated[str, StringConstraints(max_length=1000)]
     role: Role
 
 
@@ -45,8 +51,8 @@ class TotpEnrolmentOut(BaseModel):
     qr_svg_data_uri: str
 
 
-class TotpCodeIn(BaseModel):
-    code: str
+class TotpCodeIn(definitions.Schema):
+    code: Annotated[str, StringConstraints(strip_whitespace=True, max_length=10)]
 
 
 class SessionsEndedOut(BaseModel):
@@ -88,7 +94,7 @@ def sign_in(
     otp: Annotated[str | None, Form(description="the authenticator's current code")] = None,
 ) -> TokenOut:
     # Counted before the password is checked, so a refused guess still uses up an attempt.
-    address = request.client.host if request.client else "unknown"
+    address = limits.address_of(request)
     limits.check(limits.SIGN_IN_ADDRESS, address, doing="sign in from this address")
     limits.check(limits.SIGN_IN_ACCOUNT, form.username.strip().lower(), doing="sign in")
     token = staff.sign_in(

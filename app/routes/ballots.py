@@ -103,11 +103,11 @@ class ProblemOut(BaseModel):
     blocking: bool
 
 
-class OpenIn(BaseModel):
+class OpenIn(definitions.Schema):
     acknowledge_warnings: bool = False
 
 
-class TallyKeyIn(BaseModel):
+class TallyKeyIn(definitions.Schema):
     """The public half of a key made by the holders with `mandate tally-key new`."""
 
     public_key: str = Field(max_length=100)
@@ -116,19 +116,19 @@ class TallyKeyIn(BaseModel):
     holder_count: int | None = Field(default=None, ge=1, le=255)
 
 
-class TallyOpenIn(BaseModel):
+class TallyOpenIn(definitions.Schema):
     """The key holders' shares, each the JSON of a file `mandate tally-key new` wrote."""
 
     shares: list[dict[str, Any]] = Field(max_length=255)
 
 
-class ExtendIn(BaseModel):
+class ExtendIn(definitions.Schema):
     closes_at: AwareDatetime
-    reason: str
+    reason: definitions.Reason
 
 
-class VoidIn(BaseModel):
-    reason: str
+class VoidIn(definitions.Schema):
+    reason: definitions.Reason
 
 
 class TurnoutPractice(BaseModel):
@@ -207,7 +207,21 @@ def edit_ballot(
     )
 
 
-@router.put("/{ballot_id}/roll")
+# The route reads the roll itself (JSON, CSV or an upload), so its body is declared here.
+_ROLL_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {"type": "array", "items": roll.RollRow.model_json_schema()}
+            },
+            "text/csv": {"schema": {"type": "string"}},
+        },
+    }
+}
+
+
+@router.put("/{ballot_id}/roll", openapi_extra=_ROLL_BODY)
 def replace_roll(
     ballot_id: int, user: Secretariat, rows: RollUpload, session: SessionDep
 ) -> list[PracticeOut]:

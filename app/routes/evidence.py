@@ -6,7 +6,7 @@ from fastapi import APIRouter, status
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, StringConstraints
 
-from app import attestation, audit, ballots, errors, evidence, proof, signing, staff
+from app import attestation, audit, ballots, definitions, errors, evidence, proof, signing, staff
 from app.deps import AnyStaff, Auditor, SessionDep
 from app.models import Ballot, BallotStatus, StaffUser
 
@@ -35,11 +35,11 @@ class ChainOut(BaseModel):
     entries: list[dict[str, Any]]
 
 
-class AttestationKeyIn(BaseModel):
+class AttestationKeyIn(definitions.Schema):
     public_key: Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)]
 
 
-class AttestationIn(BaseModel):
+class AttestationIn(definitions.Schema):
     """What `mandate attest` wrote: the words signed, the fingerprint and the signature."""
 
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]

@@ -7,10 +7,12 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import AfterValidator, BaseModel, Field
 
 from app import definitions, errors, voting
-from app.deps import SessionDep, VoterLink
+from app.deps import SessionDep, VoterLink, count_link_attempt
 from app.mail import vote_url
 
-router = APIRouter(prefix="/api/v1/vote", tags=["voting"])
+router = APIRouter(
+    prefix="/api/v1/vote/{token}", tags=["voting"], dependencies=[Depends(count_link_attempt)]
+)
 
 
 class VoterBallotOut(BaseModel):
@@ -33,13 +35,15 @@ class VoterBallotOut(BaseModel):
 OneLine = Annotated[str, Field(max_length=200), AfterValidator(definitions.one_line)]
 
 
-class CastIn(BaseModel):
+class CastIn(definitions.Schema):
     """The choices by option name, as the ballot lists them. Unlike the voter pages' forms
     (which post fixed-length option codes), the request's length here follows the names the
     client sends: a client that wants its requests one size pads them itself, e.g. with
     whitespace in the JSON."""
 
-    choices: dict[str, str] = Field(max_length=50)
+    choices: dict[Annotated[str, Field(max_length=40)], Annotated[str, Field(max_length=200)]] = (
+        Field(max_length=50)
+    )
     voter_name: OneLine | None = None
     voter_role: OneLine | None = None
 
@@ -64,7 +68,7 @@ def json_only(request: Request) -> None:
         )
 
 
-@router.get("/{token}")
+@router.get("")
 def read_ballot(token: str, link: VoterLink, session: SessionDep) -> VoterBallotOut:
     v = voting.view(session, link=link)
     ballot, practice = v.ballot, v.practice
@@ -94,7 +98,7 @@ def read_ballot(token: str, link: VoterLink, session: SessionDep) -> VoterBallot
 
 
 @router.post(
-    "/{token}",
+    "",
     dependencies=[Depends(json_only)],
     responses={415: {"description": "The body is not JSON (Content-Type: application/json)"}},
 )

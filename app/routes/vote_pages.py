@@ -16,10 +16,12 @@ from markupsafe import Markup, escape
 from starlette.datastructures import FormData
 
 from app import ballots, clock, crypto, definitions, errors, voting
-from app.deps import SessionDep, VoterLink
+from app.deps import SessionDep, VoterLink, count_link_attempt
 from app.routes import templates
 
-router = APIRouter(prefix="/vote/{token}", include_in_schema=False)
+router = APIRouter(
+    prefix="/vote/{token}", include_in_schema=False, dependencies=[Depends(count_link_attempt)]
+)
 
 FORM_FIELD = "form_token"
 FORM_MAX_AGE = timedelta(hours=2)
