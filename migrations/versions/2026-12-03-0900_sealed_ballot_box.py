@@ -17,6 +17,17 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    # A ballot opened before this revision has no tally key and a plaintext box: it could take no
+    # more votes, nor be published, afterwards. Upgrade between ballots.
+    unfinished = op.get_bind().scalar(
+        sa.text("SELECT count(*) FROM ballot WHERE status IN ('open', 'closed')")
+    )
+    if unfinished:
+        raise RuntimeError(
+            f"{unfinished} ballot(s) are open or closed but not yet published. Publish or void "
+            "them with the current version, then upgrade: ballots opened before sealed ballot "
+            "boxes cannot continue under them."
+        )
     op.create_table(
         "sealed_ballot",
         sa.Column("id", sa.String(length=32), nullable=False),
