@@ -56,6 +56,7 @@ bench: install
 	$(BIN)/python bench/cast.py
 	$(BIN)/python bench/mail.py
 	$(BIN)/python bench/verify.py
+	$(BIN)/python bench/tally_open.py
 	$(BIN)/python bench/national.py
 
 clean:

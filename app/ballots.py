@@ -2,6 +2,7 @@
 
 import base64
 import mimetypes
+import secrets
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -9,10 +10,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session, selectinload
 
-from app import audit, clock, counting, errors, outbox, proof, roll, scrutiny
+from app import audit, clock, counting, crypto, errors, outbox, proof, roll, scrutiny, tally_key
+from app.db import table
 from app.definitions import BallotDefinition, Question
 from app.models import (
     Ballot,
@@ -21,6 +23,7 @@ from app.models import (
     Document,
     MessageKind,
     RollEntry,
+    SealedBallot,
 )
 
 # A (locality, votes) group smaller than this narrows who could have cast a published entry.
@@ -92,7 +95,10 @@ def update(session: Session, *, ballot: Ballot, definition: BallotDefinition, ac
     require_status(ballot, BallotStatus.draft, "edit it")
     if definition.reference != ballot.reference:
         raise errors.InvalidInput("The reference of a ballot cannot be changed.")
+    key = ballot.definition.get(TALLY_KEY)
     _apply(ballot, definition)
+    if key is not None:  # the tally key is set on its own, and an edit keeps it
+        ballot.definition = ballot.definition | {TALLY_KEY: key}
     session.flush()
     audit.append(
         session, ballot=ballot, actor=actor, action="ballot_edited",
@@ -109,6 +115,81 @@ def replace_roll(
     entries = roll.replace(session, ballot=ballot, rows=rows, actor=actor)
     scrutiny.withdraw_approval(session, ballot=ballot, actor=actor, because="roll replaced")
     return entries
+
+
+# Where a ballot's definition keeps its tally public key (and who holds the private key's
+# shares), so the key is frozen with everything else at open.
+TALLY_KEY = "tally_key"
+
+
+def set_tally_key(
+    session: Session,
+    *,
+    ballot: Ballot,
+    public_key: str,
+    holders: list[str] | None,
+    threshold: int | None,
+    holder_count: int | None,
+    actor: str,
+) -> Ballot:
+    """Give a draft the public key its ballots are sealed to; the server never has the private."""
+    require_status(ballot, BallotStatus.draft, "have its tally key set")
+    named = [h.strip() for h in holders or [] if h.strip()]
+    if len(named) > 20 or any(len(h) > 200 for h in named):
+        raise errors.InvalidInput("Name at most 20 key holders, each in at most 200 characters.")
+    count = len(named) or holder_count
+    if threshold is not None and (threshold < 1 or (count is not None and threshold > count)):
+        raise errors.InvalidInput(
+            f"The number of shares needed ({threshold}) must be from 1 to the number of holders."
+        )
+    key = {
+        "algorithm": tally_key.ALGORITHM,
+        "public_key": tally_key.parse_public_key(public_key),
+        "holders": named,
+        "holder_count": count,
+        "threshold": threshold,
+    }
+    ballot.definition = ballot.definition | {TALLY_KEY: key}
+    session.flush()
+    audit.append(
+        session, ballot=ballot, actor=actor, action="tally_key_set",
+        public_key=key["public_key"], holders=named, holder_count=count, threshold=threshold,
+        definition_sha256=definition_hash(ballot),
+    )  # fmt: skip
+    scrutiny.withdraw_approval(session, ballot=ballot, actor=actor, because="tally key set")
+    return ballot
+
+
+@dataclass(frozen=True)
+class Sealer:
+    """What a cast seals to: the frozen public key, and the one size every ballot pads to."""
+
+    public_key: str
+    size: int
+
+
+_frozen_sealers: dict[str, Sealer] = {}
+
+
+def cached_sealer(frozen_hash: str | None) -> Sealer | None:
+    return _frozen_sealers.get(frozen_hash) if frozen_hash is not None else None
+
+
+def sealer_of(ballot: Ballot) -> Sealer:
+    cached = cached_sealer(ballot.frozen_hash)
+    if cached is not None:
+        return cached
+    key = ballot.definition.get(TALLY_KEY)
+    if key is None:
+        raise errors.Conflict(f"Ballot {ballot.id} has no tally key, so it cannot take votes.")
+    questions = [(q.id, q.options) for q in questions_of(ballot)]
+    sealer = Sealer(
+        public_key=key["public_key"],
+        size=tally_key.padded_size(questions, crypto.RECEIPT_CODE_LENGTH),
+    )
+    if ballot.frozen_hash is not None:
+        _frozen_sealers[ballot.frozen_hash] = sealer
+    return sealer
 
 
 def definition_hash(ballot: Ballot) -> str:
@@ -216,6 +297,16 @@ def problems_before_opening(session: Session, *, ballot: Ballot) -> list[Problem
             Problem(
                 "closes_in_past",
                 f"The closing time ({clock.london(ballot.closes_at)}) has passed: edit the ballot.",
+                True,
+            )
+        )
+    if TALLY_KEY not in ballot.definition:
+        problems.append(
+            Problem(
+                "no_tally_key",
+                "The ballot has no tally key: the key holders make one with `mandate tally-key "
+                "new` and its public key is set on the ballot, so every ballot is sealed until "
+                "they open the box after close.",
                 True,
             )
         )
@@ -343,16 +434,100 @@ def close_ballot(session: Session, *, ballot_id: int, actor: str) -> Ballot:
     ballot.status = BallotStatus.closed
     ballot.closed_at = now
     session.flush()
-    root, cast = box_commitment(session, ballot=ballot)
+    sealed = _sealed(session, ballot=ballot)
+    # The box is still sealed: the trail fixes how many ballots it holds and exactly which
+    # ciphertexts, so none can be added, swapped or removed before the holders open it.
     audit.append(
         session, ballot=ballot, actor=actor, action="closed",
-        ballots_cast=cast, practices_voted=turnout_figures(session, ballot=ballot)[1],
-        ballot_box_root=root,
+        ballots_cast=len(sealed), practices_voted=turnout_figures(session, ballot=ballot)[1],
+        sealed_sha256=tally_key.sealed_digest([c for _, c in sealed]),
     )  # fmt: skip
     # Every address learns whether its practice is recorded as voted: a ballot cast in its name
     # without its knowledge, or a vote that went missing, comes to light before publication.
     for practice in roll.entries(session, ballot=ballot):
         outbox.enqueue(session, kind=MessageKind.closed, ballot=ballot, practice=practice)
+    return ballot
+
+
+def _sealed(session: Session, *, ballot: Ballot) -> list[tuple[str, bytes]]:
+    rows = session.execute(
+        select(SealedBallot.id, SealedBallot.ciphertext)
+        .where(SealedBallot.ballot_id == ballot.id)
+        .order_by(SealedBallot.id)
+    )
+    return [(row.id, row.ciphertext) for row in rows]
+
+
+class BoxStillSealed(errors.Conflict):
+    pass
+
+
+def open_box(
+    session: Session, *, ballot_id: int, shares: list[tally_key.Share], actor: str
+) -> Ballot:
+    """Open the sealed box of a closed ballot with the key holders' shares.
+
+    Every ciphertext must open and every receipt be unique, or nothing changes. The plaintext
+    box is written in receipt order in one statement, the ciphertexts are deleted, and the key
+    is dropped with this call's memory.
+    """
+    ballot = get(session, ballot_id, lock="update")
+    require_status(ballot, BallotStatus.closed, "have its ballot box opened")
+    if ballot.box_opened_at is not None:
+        raise errors.WrongState(
+            f"The ballot box of ballot {ballot.id} was opened at "
+            f"{clock.london(ballot.box_opened_at)}; it can be opened only once."
+        )
+    key = ballot.definition.get(TALLY_KEY)
+    if key is None:
+        raise errors.Conflict(f"Ballot {ballot.id} has no tally key, so it has no sealed box.")
+    private = tally_key.combine(shares, public_key=key["public_key"])
+    sealed = _sealed(session, ballot=ballot)
+    closed = audit.last(session, ballot=ballot, action="closed")
+    digest = tally_key.sealed_digest([c for _, c in sealed])
+    if closed is None or closed.payload.get("sealed_sha256") != digest:
+        raise BoxChanged(
+            "The sealed ballot box is not the one fixed at close (a ballot was added, changed "
+            "or removed since), so it was not opened. The returning officer and the scrutineer "
+            "should investigate before anything else is done."
+        )
+    papers, unopened = [], []
+    opened = tally_key.unseal_all(private, [c for _, c in sealed])
+    for (sealed_id, _), paper in zip(sealed, opened, strict=True):
+        if paper is None:
+            unopened.append(sealed_id)
+        else:
+            papers.append(paper)
+    if unopened:
+        listed = ", ".join(unopened[:20]) + (" …" if len(unopened) > 20 else "")
+        raise BoxChanged(
+            f"{len(unopened)} of {len(sealed)} sealed ballots do not open with this ballot's key "
+            f"(sealed ballot ids {listed}); nothing was opened or dropped. The returning officer "
+            "and the scrutineer should investigate.",
+            problems=[{"loc": "sealed_ballot", "problem": i} for i in unopened],
+        )
+    repeated = len(papers) - len({p["receipt_code"] for p in papers})
+    if repeated:
+        raise BoxChanged(
+            f"{repeated} receipt code(s) appear on more than one sealed ballot, so the box was not "
+            "opened. The returning officer and the scrutineer should investigate."
+        )
+    papers.sort(key=lambda p: p["receipt_code"])
+    if papers:
+        session.execute(
+            insert(table(BallotBoxEntry)),
+            [{"id": secrets.token_hex(16), "ballot_id": ballot.id, **paper} for paper in papers],
+        )
+    session.execute(delete(SealedBallot).where(SealedBallot.ballot_id == ballot.id))
+    ballot.box_opened_at = clock.now()
+    session.flush()
+    # The root of the box just written, from the same values (publish re-reads it to compare).
+    root = proof.box_root(proof.published_box(ballot.receipt_mode, papers))
+    audit.append(
+        session, ballot=ballot, actor=actor, action="box_opened",
+        ballots_opened=len(papers), sealed_sha256=digest, ballot_box_root=root,
+        shares_used=len({s.index for s in shares}),
+    )  # fmt: skip
     return ballot
 
 
@@ -383,11 +558,17 @@ def publish(session: Session, *, ballot_id: int, actor: str) -> Ballot:
     """
     ballot = get(session, ballot_id, lock="update")
     require_status(ballot, BallotStatus.closed, "be published")
-    closed = audit.last(session, ballot=ballot, action="closed")
+    if ballot.box_opened_at is None:
+        raise BoxStillSealed(
+            f"The ballot box of ballot {ballot.id} is still sealed: the key holders open it "
+            f"first (`mandate tally-open {ballot.id} --share FILE --share FILE`), then the "
+            "result can be counted and published."
+        )
+    opened = audit.last(session, ballot=ballot, action="box_opened")
     root, cast = box_commitment(session, ballot=ballot)
-    if closed is None or closed.payload.get("ballot_box_root") != root:
+    if opened is None or opened.payload.get("ballot_box_root") != root:
         raise BoxChanged(
-            "The ballot box is not the one committed to at close (its root hash differs), so "
+            "The ballot box is not the one its key holders opened (its root hash differs), so "
             "the result cannot be published. Nothing was counted or published; the returning "
             "officer and the scrutineer should investigate before anything else is done."
         )

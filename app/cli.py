@@ -5,6 +5,7 @@ import getpass
 import json
 import logging
 import mailbox
+import os
 import re
 import secrets
 from datetime import timedelta
@@ -35,6 +36,7 @@ from app import (
     scrutiny,
     signing,
     staff,
+    tally_key,
     transfer,
 )
 from app import verify as verification
@@ -306,6 +308,87 @@ def _sample_links(limit: int) -> list[str]:
     return sorted(set(links))[:limit]
 
 
+tally_app = typer.Typer(
+    help="Tally keys: the box is sealed to one until close.", no_args_is_help=True
+)
+app.add_typer(tally_app, name="tally-key")
+
+
+def write_shares(directory: Path, shares: list[tally_key.Share]) -> list[Path]:
+    """One file per holder, readable by its owner only."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for share in shares:
+        path = directory / f"tally-share-{share.index}-of-{share.holders}.json"
+        # Created 0600 from the start, so the share is never readable by others, even briefly.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(share.as_json(), out, indent=2)
+            out.write("\n")
+        written.append(path)
+    return written
+
+
+@tally_app.command("new")
+def tally_key_new(
+    out: Annotated[Path, typer.Option(help="A new directory for the share files")],
+    holders: Annotated[int, typer.Option(help="How many people hold a share")] = 3,
+    threshold: Annotated[int, typer.Option(help="How many shares open the box")] = 2,
+) -> None:
+    """Make a tally key on this machine: shares of the private key, and its public key."""
+    if out.exists() and any(out.iterdir()):
+        raise errors.InvalidInput(f"{out} is not empty; give a new directory for the shares.")
+    public, shares = tally_key.new_key(holders=holders, threshold=threshold)
+    for path in write_shares(out, shares):
+        console.print(f"Wrote {path} (give it to one holder; readable by you only)")
+    console.print(
+        f"{threshold} of {holders} shares open the box. Public key (set it on the ballot):"
+    )
+    console.print(public)
+
+
+@tally_app.command("set")
+def tally_key_set(
+    ballot_id: int,
+    public_key: Annotated[str, typer.Option(help="The line `mandate tally-key new` printed")],
+    holder: Annotated[list[str] | None, typer.Option(help="A key holder (repeat)")] = None,
+    threshold: Annotated[int | None, typer.Option(help="How many shares open the box")] = None,
+    holders: Annotated[int | None, typer.Option(help="How many hold a share, if not named")] = None,
+) -> None:
+    """Set the public key a draft's ballots are sealed to."""
+    with session_scope() as session:
+        ballot = ballots.get(session, ballot_id, lock="update")
+        ballots.set_tally_key(
+            session, ballot=ballot, public_key=public_key, holders=holder, threshold=threshold,
+            holder_count=holders, actor=OPERATOR,
+        )  # fmt: skip
+    console.print(f"Ballot {ballot_id} will be sealed to that key.")
+
+
+def read_shares(paths: list[Path]) -> list[tally_key.Share]:
+    shares = []
+    for path in paths:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise errors.InvalidInput(f"{path} cannot be read ({exc}).") from None
+        shares.append(tally_key.parse_share(text, name=str(path)))
+    return shares
+
+
+@app.command("tally-open")
+def tally_open(
+    ballot_id: int,
+    share: Annotated[list[Path], typer.Option(help="A holder's share file (repeat)")],
+) -> None:
+    """Open the sealed box of a closed ballot with enough holders' shares."""
+    shares = read_shares(share)
+    with session_scope() as session:
+        ballots.open_box(session, ballot_id=ballot_id, shares=shares, actor=OPERATOR)
+        cast = len(ballots.ballot_box(session, ballot=ballots.get(session, ballot_id)))
+    console.print(f"Opened the box of ballot {ballot_id}: {cast} ballots. It can be published.")
+
+
 @app.command()
 def demo(file: Path = DEMO_BALLOT) -> None:
     """Set up a demonstration: migrate, load and open the example ballot, a demo account."""
@@ -318,6 +401,17 @@ def demo(file: Path = DEMO_BALLOT) -> None:
     if ballot_id is None:
         ballot_id = _load(file, from_now=True)
         console.print(f"Loaded {file} as ballot {ballot_id}.")
+        # A real ballot's holders make the key on their own machines; the demonstration keeps
+        # the shares beside its database so the box can be opened after close.
+        public, shares = tally_key.new_key(holders=3, threshold=2)
+        directory = get_settings().data_dir / f"tally-shares-{ballot_id}"
+        write_shares(directory, shares)
+        with session_scope() as session:
+            ballots.set_tally_key(
+                session, ballot=ballots.get(session, ballot_id, lock="update"),
+                public_key=public, holders=None, threshold=2, holder_count=3, actor=OPERATOR,
+            )  # fmt: skip
+        console.print(f"Tally key shares (2 of 3 open the box) are in {directory}/.")
     with session_scope() as session:
         ballot = ballots.get(session, ballot_id)
         _demo_account(session, DEMO_USER, Role.secretariat)

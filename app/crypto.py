@@ -51,6 +51,10 @@ def token_hash(token: str) -> str:
 _TO_CROCKFORD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _RECEIPT_ALPHABET)
 
 
+# Five groups of four characters and the four dashes between them.
+RECEIPT_CODE_LENGTH = 24
+
+
 def new_receipt_code() -> str:
     """A receipt code of 100 random bits as five groups of four base32 characters."""
     chars = base64.b32encode(secrets.token_bytes(13)).decode()[:20].translate(_TO_CROCKFORD)

@@ -69,6 +69,9 @@ def _sqlite_engine(url: str, lock_timeout_ms: int) -> Engine:
         # FULL: a vote that was answered with a receipt survives power loss, not just a crash.
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
+        # Deleted rows are overwritten, not left in free pages: the ciphertexts removed when a
+        # box is opened, and anything else deleted, cannot be read back from a copy of the file.
+        cursor.execute("PRAGMA secure_delete=ON")
         cursor.execute(f"PRAGMA busy_timeout={lock_timeout_ms}")
         cursor.close()
 

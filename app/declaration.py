@@ -11,7 +11,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from app import clock, counting
+from app import clock, counting, tally_key
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,8 @@ class Facts:
     fingerprint: str
     signing_key_fingerprint: str
     software_version: str
+    # When the key holders opened the sealed box; None for a box recorded in clear.
+    box_opened_at: datetime | None = None
 
 
 # The NHS England pro forma's wording for the membership's half of the agreement.
@@ -141,6 +143,7 @@ class Contents:
     organisation: str
     period: str
     extension: str | None
+    ballot_box: str
     eligible: int
     cast: int
     turnout: str
@@ -197,6 +200,7 @@ def contents(facts: Facts) -> Contents:
             if facts.close_extended_reason
             else None
         ),
+        ballot_box=ballot_box_statement(facts),
         eligible=eligible,
         cast=cast,
         turnout=percent(cast, eligible),
@@ -240,6 +244,18 @@ def contents(facts: Facts) -> Contents:
         by_day=[(f"{day.day} {day:%b}", voted) for day, voted in turnout_by_day(facts)],
         by_locality=turnout_by_locality(facts),
         footer=f"Reference {facts.reference} · Mandate {facts.software_version}",
+    )
+
+
+def ballot_box_statement(facts: Facts) -> str:
+    """How the box was kept: sealed to a key the service never held, and when it was opened."""
+    key = facts.definition.get("tally_key")
+    if key is None or facts.box_opened_at is None:
+        return "Recorded in clear: this ballot's box was not sealed."
+    return (
+        "Sealed: each ballot was encrypted when cast to a tally key whose private half the "
+        f"service never held, kept in shares by {tally_key.describe_holders(key)}. The box was "
+        f"opened with their shares at {clock.london(facts.box_opened_at)}, after the close."
     )
 
 

@@ -103,6 +103,7 @@ def _pdf_result(pdf: FPDF, c: Contents) -> None:
     pdf.ln(1.5)
     rows = [
         ("Ballot period", c.period + (f". {c.extension}" if c.extension else "")),
+        ("Ballot box", c.ballot_box),
         ("Eligible practices", str(c.eligible)),
         ("Ballots cast", str(c.cast)),
         ("Turnout", c.turnout),

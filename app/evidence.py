@@ -120,6 +120,7 @@ def evidence(session: Session, *, ballot: Ballot) -> Evidence:
             "close_extended_reason": ballot.close_extended_reason,
             "opened_at": _stamp(ballot.opened_at),
             "closed_at": _stamp(ballot.closed_at),
+            "box_opened_at": _stamp(ballot.box_opened_at),
             "published_at": _stamp(ballot.published_at),
         },
         "definition": ballot.definition,
@@ -221,6 +222,7 @@ def bundle(session: Session, *, ballot: Ballot) -> bytes:
         fingerprint=found.fingerprint,
         signing_key_fingerprint=proof.key_fingerprint(key.public_key),
         software_version=software_version(),
+        box_opened_at=ballot.box_opened_at,
     )
     files["declaration.html"] = declaration.render_html(facts).encode()
     files["declaration.pdf"] = declaration_pdf.render_pdf(facts)

@@ -160,6 +160,8 @@ class Ballot(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When the key holders opened the sealed box, after close; only then is there a box to count.
+    box_opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     void_reason: Mapped[str | None] = mapped_column(Text)
@@ -256,6 +258,21 @@ class BallotBoxEntry(Base):
     choices: Mapped[dict[str, str]] = mapped_column(JSON)
     locality: Mapped[str] = mapped_column(String(100))
     votes: Mapped[int] = mapped_column(Integer)
+
+
+class SealedBallot(Base):
+    """One ballot as cast: sealed to the ballot's tally key, with nothing else in clear.
+
+    No receipt, no hash of one, no locality or weight: nothing to count or join on. The key is
+    random, and on SQLite the table is WITHOUT ROWID, so storage follows the key, not the cast.
+    """
+
+    __tablename__ = "sealed_ballot"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    ballot_id: Mapped[int] = mapped_column(ForeignKey("ballot.id"))
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class OutboxMessage(Base):

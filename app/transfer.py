@@ -1,7 +1,9 @@
 """Export a ballot to a file and import it into another database, where it carries on.
 
-An open ballot is never exported: its ballot box holds choices in clear until it closes, so an
-export would let its holder count early or, with the turnout register, narrow down who voted how.
+An open ballot is never exported: it is still taking votes here, and a copy taking votes
+elsewhere would let a practice vote twice. A closed ballot travels with its box as it stands:
+sealed (ciphertexts only, opened later with the holders' shares wherever it is imported) or
+opened (the plaintext box, the ciphertexts already gone).
 """
 
 import base64
@@ -21,20 +23,23 @@ from app.models import (
     Document,
     OutboxMessage,
     RollEntry,
+    SealedBallot,
     UTCDateTime,
     VotingLink,
 )
 
 FORMAT = "mandate-ballot-export/1"
 # Per ballot, in the order they can be inserted; each is keyed to the ballot or to a practice.
-_BY_BALLOT: tuple[type[Base], ...] = (Document, BallotBoxEntry, AuditEntry)
+_BY_BALLOT: tuple[type[Base], ...] = (Document, SealedBallot, BallotBoxEntry, AuditEntry)
+# Their ids are random, not assigned by the database, and carry over as they are.
+_KEEPS_ID: tuple[type[Base], ...] = (SealedBallot, BallotBoxEntry)
 
 
 def _plain(model: type[Base], row: Base) -> dict[str, Any]:
     """A row as JSON-ready values, without its own id (the importing database assigns one)."""
     values = {}
     for column in table(model).columns:
-        if column.name == "id" and model is not BallotBoxEntry:
+        if column.name == "id" and model not in _KEEPS_ID:
             continue
         value = getattr(row, column.key)
         if isinstance(value, datetime):
@@ -62,8 +67,9 @@ def export(session: Session, *, ballot_id: int) -> dict[str, Any]:
     ballot = ballots.get(session, ballot_id)
     if ballot.status == BallotStatus.open:
         raise errors.WrongState(
-            f"Ballot {ballot_id} is open, and an open ballot is not exported: its ballot box "
-            "holds the choices in clear until close. Export it once it has closed."
+            f"Ballot {ballot_id} is open, and an open ballot is not exported: it is still taking "
+            "votes here, and a copy elsewhere could take a second vote from a practice. Export "
+            "it once it has closed."
         )
     practices = []
     for practice in session.scalars(

@@ -299,11 +299,11 @@ def _scrutiny(bundle: Bundle) -> Check:
         return Check("scrutiny", False, "no scrutineer's approval stood when the ballot opened")
     if approvals[-1]["payload"]["frozen_hash"] != opened["payload"]["frozen_hash"]:
         return Check("scrutiny", False, "the scrutineer approved another ballot than opened")
-    closed = bundle.only("closed")["payload"]
+    result = published["payload"]["result"]
     counted = proof.count_hash(
-        ballot_box_root=closed["ballot_box_root"],
-        ballots_cast=closed["ballots_cast"],
-        result=published["payload"]["result"],
+        ballot_box_root=published["payload"]["ballot_box_root"],
+        ballots_cast=result["ballots_cast"],
+        result=result,
     )
     signed = [
         e for e in trail if e["action"] == "count_countersigned" and e["seq"] < published["seq"]
@@ -319,19 +319,44 @@ def _scrutiny(bundle: Bundle) -> Check:
 
 
 def _box_root(bundle: Bundle) -> Check:
+    """The published box is the one opened from the sealed box the close fixed."""
     root = proof.box_root(bundle.box)
-    closed = bundle.only("closed")["payload"]["ballot_box_root"]
+    closed = bundle.only("closed")["payload"]
+    sealed = any(e["action"] == "box_opened" for e in bundle.trail)
+    if sealed:
+        opened = bundle.only("box_opened")
+        if opened["seq"] < bundle.only("closed")["seq"]:
+            return Check("ballot box root", False, "the box was opened before the ballot closed")
+        if opened["payload"]["sealed_sha256"] != closed["sealed_sha256"]:
+            return Check(
+                "ballot box root",
+                False,
+                "the sealed box opened is not the one fixed at close (a sealed ballot was "
+                "changed, added or removed)",
+            )
+        if opened["payload"]["ballots_opened"] != closed["ballots_cast"]:
+            return Check(
+                "ballot box root",
+                False,
+                f"{opened['payload']['ballots_opened']} ballots were opened from the "
+                f"{closed['ballots_cast']} sealed at close",
+            )
+        committed, when = opened["payload"]["ballot_box_root"], "when the sealed box was opened"
+    else:  # a bundle from before ballots were sealed: the close committed to the plain box
+        committed, when = closed["ballot_box_root"], "at close"
     published = bundle.only("published")["payload"]["ballot_box_root"]
-    if root != closed:
+    if root != committed:
         return Check(
             "ballot box root",
             False,
-            "ballot_box.csv is not the box committed to at close (a ballot was changed, added "
-            "or removed)",
+            f"ballot_box.csv is not the box committed to {when} (a ballot was changed, added or "
+            "removed)",
         )
-    if published != closed or bundle.evidence["ballot_box_root"] != closed:
-        return Check("ballot box root", False, "the publication names another box than the close")
-    return Check("ballot box root", True, f"{root[:16]}… as committed at close")
+    if published != committed or bundle.evidence["ballot_box_root"] != committed:
+        return Check(
+            "ballot box root", False, "the publication names another box than the one committed"
+        )
+    return Check("ballot box root", True, f"{root[:16]}… as committed {when}")
 
 
 def _receipts_unique(bundle: Bundle) -> Check:

@@ -10,14 +10,14 @@ from typing import Protocol
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
-from app import audit, ballots, clock, crypto, definitions, errors, outbox
+from app import audit, ballots, clock, crypto, definitions, errors, outbox, tally_key
 from app.db import table
 from app.models import (
     Ballot,
-    BallotBoxEntry,
     BallotStatus,
     MessageKind,
     RollEntry,
+    SealedBallot,
     VotingLink,
 )
 
@@ -32,7 +32,7 @@ _CONSUME = (
         voted_by_role=bindparam("voted_by_role"),
     )
 )
-_INTO_BOX = insert(table(BallotBoxEntry))
+_INTO_BOX = insert(table(SealedBallot))
 _link, _ballot = table(VotingLink), table(Ballot)
 # The link, its practice and its ballot in one statement, read FOR SHARE OF the ballot: closing
 # takes that row FOR UPDATE, so no cast can commit after a close. (SQLite needs no row locks:
@@ -199,9 +199,11 @@ def cast(
         raise BallotNotOpen(f"Voting opens at {clock.london(ballot.opens_at)}.")
     if current is not Phase.open:
         raise BallotClosed(f"Voting on this ballot closed at {clock.london(ballot.closes_at)}.")
-    questions = ballots.cached_questions(ballot.frozen_hash) or ballots.questions_of(
-        ballots.get(session, ballot.id)
-    )
+    questions = ballots.cached_questions(ballot.frozen_hash)
+    sealer = ballots.cached_sealer(ballot.frozen_hash)
+    if questions is None or sealer is None:
+        frozen = ballots.get(session, ballot.id)
+        questions, sealer = ballots.questions_of(frozen), ballots.sealer_of(frozen)
     recorded = check_choices(questions, choices)
     # The database decides who was first: only one UPDATE can find voted_at still empty.
     consumed = session.execute(
@@ -221,15 +223,20 @@ def cast(
     # or the choices), so a vote cast in its name without its knowledge comes to light.
     outbox.enqueue(session, kind=MessageKind.confirmation, ballot=ballot, practice=practice)
     receipt_code = crypto.new_receipt_code()
+    # Sealed to the tally key: until the holders open the box after close, the database holds
+    # nothing to count and nothing a receipt could be looked up by.
+    paper = {
+        "choices": recorded,
+        "receipt_code": receipt_code,
+        "locality": practice.locality,
+        "votes": practice.votes or 1,
+    }
     session.execute(
         _INTO_BOX,
         {
             "id": secrets.token_hex(16),
             "ballot_id": ballot.id,
-            "receipt_code": receipt_code,
-            "choices": recorded,
-            "locality": practice.locality,
-            "votes": practice.votes or 1,
+            "ciphertext": tally_key.seal(sealer.public_key, paper, size=sealer.size),
         },
     )
     # Last, because appends to the chain take turns until commit. That the practice voted is

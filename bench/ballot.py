@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
-from app import ballots, clock, definitions, proof, roll, scrutiny, staff
+from app import ballots, clock, definitions, proof, roll, scrutiny, staff, tally_key
 from app.db import migrate, session_scope
 from app.models import Ballot, Role, StaffUser
 
@@ -37,8 +37,23 @@ def countersign(session: Session, ballot: Ballot) -> None:
     )
 
 
+def set_tally_key(session: Session, *, ballot: Ballot) -> list[tally_key.Share]:
+    """A fresh 2-of-3 tally key on a draft; its shares, to open the box after close."""
+    public, shares = tally_key.new_key(holders=3, threshold=2)
+    ballots.set_tally_key(
+        session, ballot=ballot, public_key=public, holders=None, threshold=2, holder_count=3,
+        actor="operator:bench",
+    )  # fmt: skip
+    return shares
+
+
 def open_ballot(practices: int) -> int:
     """Migrate the configured database, then create and open the ballot (invitations queued)."""
+    return open_with_shares(practices)[0]
+
+
+def open_with_shares(practices: int) -> tuple[int, list[tally_key.Share]]:
+    """open_ballot(), and the shares of the tally key its ballots are sealed to."""
     migrate()
     now = clock.now().replace(microsecond=0)
     definition = definitions.parse_definition(
@@ -66,9 +81,10 @@ def open_ballot(practices: int) -> int:
     with session_scope() as session:
         ballot = ballots.create(session, definition=definition, actor="operator:bench")
         ballots.replace_roll(session, ballot=ballot, rows=rows, actor="operator:bench")
+        shares = set_tally_key(session, ballot=ballot)
         approve(session, ballot)
     with session_scope() as session:
         ballots.open_ballot(
             session, ballot_id=ballot.id, acknowledge_warnings=True, actor="operator:bench"
         )
-    return ballot.id
+    return ballot.id, shares

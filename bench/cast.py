@@ -2,8 +2,11 @@
 
 Starts `mandate serve` on SQLite (WAL, synchronous=FULL), opens a ballot of N practices, takes
 their links from the maildir, and drives POST /api/v1/vote/{token} with wrk at C connections,
-each request with a link no other request uses. Then drives a minimal FastAPI app doing one
-durable INSERT per POST with the same load, and prints votes/s, p50/p99 and the ratio.
+each request with a link no other request uses. It does so twice on the same ballot, half the
+links each: once with every ballot sealed to the tally key (the product), once with the sealing
+replaced by its padding alone (bench/serve_unsealed.py), and prints what sealing costs (the
+issue's floor: under 15 %). Then drives a minimal FastAPI app doing one durable INSERT per POST
+with the same load, and prints votes/s, p50/p99 and the ratio.
 
     python bench/cast.py [--practices 12000] [--connections 50] [--seconds 8]
 """
@@ -26,6 +29,8 @@ import httpx2 as httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 BIN = Path(sys.executable).parent
+# The issue's floor: sealing each ballot costs the cast endpoint less than this of its throughput.
+SEALING_FLOOR = 0.15
 
 
 def free_port() -> int:
@@ -123,9 +128,15 @@ def main() -> None:
         f"opened a ballot of {options.practices} practices in {time.perf_counter() - started:.1f}s"
     )
 
+    # Alternate links between the two runs, so neither gets the practices opened first.
+    tokens = tokens_file.read_text().split()
+    halves = {"sealed": work / "tokens-sealed.txt", "unsealed": work / "tokens-unsealed.txt"}
+    halves["sealed"].write_text("\n".join(tokens[0::2]) + "\n")
+    halves["unsealed"].write_text("\n".join(tokens[1::2]) + "\n")
     results = {}
     for name, command in (
-        ("mandate", [str(BIN / "mandate"), "serve", "--port", "{port}"]),
+        ("sealed", [str(BIN / "mandate"), "serve", "--port", "{port}"]),
+        ("unsealed", [sys.executable, "-m", "bench.serve_unsealed", "{port}"]),
         (
             "baseline",
             [
@@ -142,8 +153,9 @@ def main() -> None:
         port = free_port()
         process = serve([part.replace("{port}", str(port)) for part in command], env, port)
         try:
+            links = halves.get(name, tokens_file)
             results[name] = drive(
-                f"http://127.0.0.1:{port}", tokens_file, options.connections, options.seconds
+                f"http://127.0.0.1:{port}", links, options.connections, options.seconds
             )
         finally:
             process.terminate()
@@ -162,8 +174,11 @@ def main() -> None:
             f"{name:10} {r['per_second']:9.0f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} "
             f"{int(r['refused']):6d} {int(r['other']):6d} {int(r['errors']):6d}"
         )
-    ratio = results["mandate"]["per_second"] / results["baseline"]["per_second"]
-    print(f"ratio mandate/baseline: {ratio:.2f}")
+    ratio = results["sealed"]["per_second"] / results["baseline"]["per_second"]
+    print(f"ratio mandate (sealed)/baseline: {ratio:.2f}")
+    cost = 1 - results["sealed"]["per_second"] / results["unsealed"]["per_second"]
+    verdict = "within" if cost < SEALING_FLOOR else "OVER"
+    print(f"sealing costs {cost:.1%} of cast throughput (floor {SEALING_FLOOR:.0%}, {verdict})")
 
 
 if __name__ == "__main__":

@@ -179,6 +179,7 @@ def open_step_ballot(reference: str, practices: int) -> list[str]:
             (e.id, e.emails[0])
             for e in ballots.replace_roll(session, ballot=ballot, rows=rows, actor=ACTOR)
         ]
+        bench_ballot.set_tally_key(session, ballot=ballot)
         bench_ballot.approve(session, ballot)
     tokens = [crypto.new_token() for _ in entries]
     # One transaction: the servers' senders never find these invitations queued.

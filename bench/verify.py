@@ -86,6 +86,7 @@ def build(practices: int, out: Path, watch: Stopwatch) -> None:
     with watch.lap("roll"), session_scope() as session:
         ballot = ballots.create(session, definition=definition, actor=ACTOR)
         ballots.replace_roll(session, ballot=ballot, rows=rows, actor=ACTOR)
+        shares = bench_ballot.set_tally_key(session, ballot=ballot)
         bench_ballot.approve(session, ballot)
     ballot_id = ballot.id
 
@@ -101,39 +102,46 @@ def build(practices: int, out: Path, watch: Stopwatch) -> None:
             .values(status=DeliveryStatus.sent, attempts=1, sent_at=opens - timedelta(minutes=30))
         )
 
+    with watch.lap("votes"), session_scope() as session:
+        sealer = ballots.sealer_of(ballots.get(session, ballot_id))
     with watch.lap("votes"):
-        _vote(ballot_id, opens, closes, questions)
+        _vote(ballot_id, opens, closes, questions, sealer)
 
     # Closing queues a message to every address saying whether its practice voted; they stay
     # queued here, and deliveries.csv lists them so.
-    for step, at in (
-        (ballots.close_ballot, closes),
-        (ballots.publish, closes + timedelta(hours=1)),
-    ):
-        clock.freeze(at + timedelta(seconds=1))
-        with watch.lap(step.__name__.replace("_ballot", "")), session_scope() as session:
-            if step is ballots.publish:
-                bench_ballot.countersign(session, ballots.get(session, ballot_id))
-            step(session, ballot_id=ballot_id, actor=ACTOR)
+    clock.freeze(closes + timedelta(seconds=1))
+    with watch.lap("close"), session_scope() as session:
+        ballots.close_ballot(session, ballot_id=ballot_id, actor=ACTOR)
+    clock.freeze(closes + timedelta(minutes=30))
+    with watch.lap("open box"), session_scope() as session:
+        ballots.open_box(session, ballot_id=ballot_id, shares=shares[:2], actor=ACTOR)
+    clock.freeze(closes + timedelta(hours=1))
+    with watch.lap("publish"), session_scope() as session:
+        bench_ballot.countersign(session, ballots.get(session, ballot_id))
+        ballots.publish(session, ballot_id=ballot_id, actor=ACTOR)
 
     with watch.lap("bundle"), session_scope() as session:
         out.write_bytes(evidence.bundle(session, ballot=ballots.get(session, ballot_id)))
 
 
 def _vote(
-    ballot_id: int, opens: datetime, closes: datetime, questions: list[tuple[str, list[str]]]
+    ballot_id: int,
+    opens: datetime,
+    closes: datetime,
+    questions: list[tuple[str, list[str]]],
+    sealer: Any,
 ) -> None:
     """Every practice votes once, in a seeded order spread over the period.
 
-    Each vote is what voting.cast writes: the roll entry marked voted, a ballot-box entry with
-    a fresh receipt code and no link to the practice, and a "voted" entry in the trail. The
+    Each vote is what voting.cast writes: the roll entry marked voted, a sealed ballot holding
+    a fresh receipt code and nothing in clear, and a "voted" entry in the trail. The
     confirmation emails cast queues are left out: they add outbox rows, not evidence.
     """
     from sqlalchemy import insert, select, update
 
-    from app import audit, clock, crypto
+    from app import audit, clock, crypto, tally_key
     from app.db import session_scope
-    from app.models import BallotBoxEntry, RollEntry
+    from app.models import RollEntry, SealedBallot
 
     with session_scope() as session:
         voters = list(
@@ -159,18 +167,26 @@ def _vote(
                 [{"id": v.id, "voted_at": at} for v, at in zip(batch, times, strict=True)],
             )
             session.execute(
-                insert(BallotBoxEntry),
+                insert(SealedBallot),
                 [
                     {
                         "id": secrets.token_hex(16),
                         "ballot_id": ballot_id,
-                        "receipt_code": crypto.new_receipt_code(),
-                        "choices": {
-                            qid: chance.choices(options, [weights.get(o, 1) for o in options])[0]
-                            for qid, options in questions
-                        },
-                        "locality": v.locality,
-                        "votes": v.votes or 1,
+                        "ciphertext": tally_key.seal(
+                            sealer.public_key,
+                            {
+                                "receipt_code": crypto.new_receipt_code(),
+                                "choices": {
+                                    qid: chance.choices(
+                                        options, [weights.get(o, 1) for o in options]
+                                    )[0]
+                                    for qid, options in questions
+                                },
+                                "locality": v.locality,
+                                "votes": v.votes or 1,
+                            },
+                            size=sealer.size,
+                        ),
                     }
                     for v in batch
                 ],

@@ -1,5 +1,6 @@
 """Plain functions that build test data through the same paths the product uses."""
 
+import hashlib
 import mailbox
 import re
 from collections import defaultdict
@@ -10,10 +11,13 @@ from urllib.parse import parse_qs, urlsplit
 import httpx2 as httpx
 import pyotp
 from fastapi.testclient import TestClient
+from nacl.public import PrivateKey
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from app import ballots, clock, config, mail, outbox, staff
+from app import ballots, clock, config, mail, outbox, staff, tally_key
 from app.db import session_scope
-from app.models import Role
+from app.models import Role, SealedBallot
 from bench import ballot as bench_ballot
 
 OPENS = datetime(2016, 11, 7, 9, 0, tzinfo=UTC)
@@ -21,6 +25,12 @@ CLOSES = datetime(2016, 11, 25, 17, 0, tzinfo=UTC)
 PASSWORD = "correct horse battery staple"
 LOCALITIES = ("North", "Central", "South")
 SCRUTINEER = "scrutineer-user"  # as staff_headers names the scrutineer's account
+# One tally key for the test run: its public key is set on every ballot a test opens, and two
+# of its three shares open the box after close.
+# Fixed, so a scripted ballot's definition (which names the key) is the same in every process.
+TALLY_PRIVATE = PrivateKey(hashlib.sha256(b"mandate tests: tally key").digest())
+TALLY_KEY, TALLY_SHARES = tally_key.split(TALLY_PRIVATE, holders=3, threshold=2)
+TALLY_HOLDERS = ["Returning officer", "Scrutineer", "Audit committee chair"]
 
 
 def definition(**overrides: Any) -> dict[str, Any]:
@@ -105,8 +115,14 @@ def totp_code(username: str) -> str:
 
 
 def draft_ballot(
-    client: TestClient, headers: dict[str, str], *, practices: int = 9, **overrides: Any
+    client: TestClient,
+    headers: dict[str, str],
+    *,
+    practices: int = 9,
+    with_tally_key: bool = True,
+    **overrides: Any,
 ) -> int:
+    """A draft with a roll and, unless told otherwise, the test tally key set."""
     response = client.post("/api/v1/ballots", json=definition(**overrides), headers=headers)
     assert response.status_code == 201, response.text
     ballot_id: int = response.json()["id"]
@@ -114,6 +130,8 @@ def draft_ballot(
         f"/api/v1/ballots/{ballot_id}/roll", json=roll(practices), headers=headers
     )
     assert response.status_code == 200, response.text
+    if with_tally_key:
+        set_tally_key(client, headers, ballot_id)
     return ballot_id
 
 
@@ -147,6 +165,40 @@ def approve_in_db(ballot_id: int) -> None:
 def countersign_in_db(ballot_id: int) -> None:
     with session_scope() as session:
         bench_ballot.countersign(session, ballots.get(session, ballot_id))
+
+
+def set_tally_key(
+    client: TestClient, headers: dict[str, str], ballot_id: int, public_key: str = TALLY_KEY
+) -> None:
+    body = {"public_key": public_key, "holders": TALLY_HOLDERS, "threshold": 2}
+    response = client.put(f"/api/v1/ballots/{ballot_id}/tally-key", json=body, headers=headers)
+    assert response.status_code == 200, response.text
+
+
+def share_files(*indexes: int) -> list[dict[str, Any]]:
+    """The shares of the test key with these indexes (1 to 3), as the holders' files hold them."""
+    return [TALLY_SHARES[i - 1].as_json() for i in indexes]
+
+
+def open_box(
+    client: TestClient, headers: dict[str, str], ballot_id: int, *, shares: tuple[int, ...] = (1, 3)
+) -> None:
+    """The key holders open the sealed box of a closed ballot."""
+    body = {"shares": share_files(*shares)}
+    response = client.post(f"/api/v1/ballots/{ballot_id}/tally-open", json=body, headers=headers)
+    assert response.status_code == 200, response.text
+
+
+def sealed_receipt_codes(session: Session, ballot_id: int) -> list[str]:
+    """The receipt codes inside a ballot's sealed box, opened with the test's tally key."""
+    codes = []
+    for ciphertext in session.scalars(
+        select(SealedBallot.ciphertext).where(SealedBallot.ballot_id == ballot_id)
+    ):
+        paper = tally_key.unseal(TALLY_PRIVATE, ciphertext)
+        assert paper is not None
+        codes.append(paper["receipt_code"])
+    return codes
 
 
 def open_ballot(client: TestClient, headers: dict[str, str], **kwargs: Any) -> int:
@@ -193,6 +245,7 @@ def close_and_publish(client: TestClient, headers: dict[str, str], ballot_id: in
     clock.freeze(CLOSES + timedelta(seconds=1))
     response = client.post(f"/api/v1/ballots/{ballot_id}/close", headers=headers)
     assert response.status_code == 200, response.text
+    open_box(client, headers, ballot_id)
     countersign(client, ballot_id)
     response = client.post(f"/api/v1/ballots/{ballot_id}/publish", headers=headers)
     assert response.status_code == 200, response.text

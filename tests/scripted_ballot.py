@@ -15,15 +15,16 @@ import os
 import random
 import sys
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
+from nacl import bindings
 
-from app import clock, crypto, db, outbox, proof, signing
+from app import clock, crypto, db, outbox, proof, signing, tally_key
 from app.main import create_app
 from app.models import Role
 from tests import factories
@@ -33,6 +34,7 @@ SERVICE_SEED = hashlib.sha256(b"mandate scripted ballot: service signing key").d
 # The auditor's own key, for the countersignature the bundle carries.
 AUDITOR_SEED = hashlib.sha256(b"mandate scripted ballot: auditor key").digest()
 RECEIPT_SEED = 20161125
+SEAL_SEED = b"mandate scripted ballot: sealing"
 # crypto.new_receipt_code's format: five groups of four of Crockford's base32.
 RECEIPT_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
@@ -78,6 +80,26 @@ def seeded_receipt_codes(seed: int) -> Callable[[], str]:
     return new_receipt_code
 
 
+def seeded_seal(seed: bytes) -> Callable[..., bytes]:
+    """libsodium's sealed box built by hand, its ephemeral key from a seed instead of the CSPRNG.
+
+    The layout is crypto_box_seal's own (ephemeral public key, then the box under the nonce
+    BLAKE2b(ephemeral public key ‖ recipient key)), so the product's unseal opens it.
+    """
+    counter = iter(range(1_000_000))
+
+    def seal(public_key: str, payload: Mapping[str, Any], *, size: int) -> bytes:
+        recipient = base64.b64decode(public_key)
+        ephemeral_seed = hashlib.sha256(seed + str(next(counter)).encode()).digest()
+        ephemeral_public, ephemeral_secret = bindings.crypto_box_seed_keypair(ephemeral_seed)
+        nonce = hashlib.blake2b(ephemeral_public + recipient, digest_size=24).digest()
+        plain = proof.canonical_json(payload).ljust(size)
+        boxed = bindings.crypto_box(plain, nonce, recipient, ephemeral_secret)
+        return ephemeral_public + boxed
+
+    return seal
+
+
 def configure(database_url: str, data_dir: Path) -> None:
     """Every setting the script relies on, so nothing leaks in from the caller's environment."""
     os.environ.update(
@@ -92,8 +114,10 @@ def configure(database_url: str, data_dir: Path) -> None:
         BASE_URL="http://testserver",
         SIGNING_KEY=base64.b64encode(SERVICE_SEED).decode(),
     )
-    # The one random value a bundle shows; the rest comes from the frozen clock and fixed keys.
+    # The random values a bundle shows; the rest comes from the frozen clock and fixed keys.
     crypto.new_receipt_code = seeded_receipt_codes(RECEIPT_SEED)
+    # The ciphertexts are gone from the bundle, but the close's hash over them is in its trail.
+    tally_key.seal = seeded_seal(SEAL_SEED)
 
 
 def _ok(response: Any, status: int = 200) -> Any:
@@ -157,6 +181,7 @@ def run(client: TestClient) -> bytes:
     ballot_id: int = ballot["id"]
     roll = factories.roll(9, emails_per_practice=2)
     _ok(client.put(f"/api/v1/ballots/{ballot_id}/roll", json=roll, headers=secretariat))
+    factories.set_tally_key(client, secretariat, ballot_id)
     clock.freeze(APPROVED)
     factories.approve(client, ballot_id)
 
@@ -184,6 +209,7 @@ def run(client: TestClient) -> bytes:
         clock.freeze(at)
         secretariat = factories.staff_headers(client, Role.secretariat)
         if step == "publish":
+            factories.open_box(client, secretariat, ballot_id)
             factories.countersign(client, ballot_id)
         _ok(client.post(f"/api/v1/ballots/{ballot_id}/{step}", headers=secretariat))
         outbox.deliver_pending()  # the close tells every address whether its practice voted

@@ -45,10 +45,12 @@ def test_a_ballot_trail_records_each_change_and_never_how_anyone_voted(
     trail = client.get(f"/api/v1/ballots/{ballot_id}/audit", headers=secretariat).json()
     assert trail["intact"] is True
     actions = [e["action"] for e in trail["entries"]]
-    assert actions[:4] == ["ballot_created", "roll_loaded", "approved", "opened"]
+    assert actions[:5] == [
+        "ballot_created", "roll_loaded", "tally_key_set", "approved", "opened"
+    ]  # fmt: skip
     assert actions.count("link_issued") == 9
     assert actions.count("voted") == 8
-    assert actions[-3:] == ["closed", "count_countersigned", "published"]
+    assert actions[-4:] == ["closed", "box_opened", "count_countersigned", "published"]
     assert {e["actor"] for e in trail["entries"]} == {
         "staff:secretariat-user", "staff:scrutineer-user", "system", "voter"
     }  # fmt: skip

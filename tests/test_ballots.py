@@ -179,6 +179,10 @@ def test_full_lifecycle_counts_and_publishes(
         client.post(f"/api/v1/ballots/{ballot_id}/close", headers=secretariat).json()["status"]
         == "closed"
     )
+    sealed = client.post(f"/api/v1/ballots/{ballot_id}/publish", headers=secretariat)
+    assert sealed.status_code == 409
+    assert "still sealed" in sealed.json()["detail"]
+    factories.open_box(client, secretariat, ballot_id)
     factories.countersign(client, ballot_id)
     published = client.post(f"/api/v1/ballots/{ballot_id}/publish", headers=secretariat)
     assert published.status_code == 200
@@ -258,6 +262,7 @@ def test_published_result_can_be_voided_never_edited(
     ballot_id = factories.open_ballot(client, secretariat)
     clock.freeze(factories.CLOSES)
     client.post(f"/api/v1/ballots/{ballot_id}/close", headers=secretariat)
+    factories.open_box(client, secretariat, ballot_id)
     client.post(f"/api/v1/ballots/{ballot_id}/publish", headers=secretariat)
     assert (
         client.put(

@@ -160,6 +160,7 @@ def close_and_publish(
         response = client.post(f"/api/v1/ballots/{ballot_id}/close", headers=headers)
         assert response.status_code == 200, response.text
         if publish:
+            factories.open_box(client, headers, ballot_id)
             factories.countersign(client, ballot_id)
             response = client.post(f"/api/v1/ballots/{ballot_id}/publish", headers=headers)
             assert response.status_code == 200, response.text

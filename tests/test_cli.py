@@ -1,6 +1,7 @@
 """The `mandate` command: in-process through typer's CliRunner against the test database, and as
 the installed command in a fresh process where what the operator sees depends on it."""
 
+import json
 import mailbox
 import os
 import re
@@ -16,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
-from app import ballots, cli, clock, config, crypto, mail
+from app import ballots, cli, clock, config, crypto, errors, mail
 from app.db import make_engine, session_scope
 from app.models import Ballot, BallotStatus, RollEntry, StaffUser, VotingLink
 from tests import factories
@@ -61,12 +62,16 @@ def refused(result: subprocess.CompletedProcess[str]) -> str:
     return said(result)
 
 
-def load_example() -> int:
+def load_example(*, tally_key: str = factories.TALLY_KEY) -> int:
+    """The example ballot as a draft, from now, with the tally key its ballots are sealed to."""
     found = re.search(
         r"Loaded ballot (\d+) as a draft\.", invoke("ballot", "load", str(EXAMPLE), "--from-now")
     )
     assert found is not None
-    return int(found.group(1))
+    ballot_id = int(found.group(1))
+    invoke("tally-key", "set", str(ballot_id), "--public-key", tally_key, "--holders", "3",
+           "--threshold", "2")  # fmt: skip
+    return ballot_id
 
 
 def invitations() -> list[mailbox.MaildirMessage]:
@@ -298,8 +303,40 @@ def test_publishing_an_open_ballot_is_refused(open_ballot_id: int) -> None:
     assert ballot.result is None
 
 
+def test_a_tally_key_made_by_its_holders_seals_the_box_their_shares_open(
+    client: TestClient, frozen_clock: datetime, tmp_path: Path
+) -> None:
+    made = invoke("tally-key", "new", "--holders", "3", "--threshold", "2", "--out",
+                  str(tmp_path / "shares"))  # fmt: skip
+    public_key = made.strip().splitlines()[-1]
+    shares = sorted((tmp_path / "shares").iterdir())
+    assert [s.name for s in shares] == [f"tally-share-{i}-of-3.json" for i in (1, 2, 3)]
+    assert {s.stat().st_mode & 0o777 for s in shares} == {0o600}
+    assert all(public_key in s.read_text() for s in shares)
+    ballot_id = load_example(tally_key=public_key)
+    factories.approve_in_db(ballot_id)
+    invoke("ballot", "open", str(ballot_id), "--acknowledge-warnings")
+    vote = {"choices": {"delegated": "For", "constitution": "Against"}}
+    for token in sorted(token_per_practice().values())[:30]:
+        assert client.post(f"/api/v1/vote/{token}", json=vote).status_code == 200
+    clock.freeze(stored_ballot(ballot_id).closes_at + timedelta(minutes=1))
+    invoke("ballot", "close", str(ballot_id))
+    sealed = CliRunner().invoke(cli.app, ["ballot", "publish", str(ballot_id)])
+    assert sealed.exit_code != 0
+    assert stored_ballot(ballot_id).status == BallotStatus.closed
+    one = CliRunner().invoke(cli.app, ["tally-open", str(ballot_id), "--share", str(shares[1])])
+    assert isinstance(one.exception, errors.InvalidInput)
+    assert "2 different key holders' shares are needed" in one.exception.detail
+    opened = invoke("tally-open", str(ballot_id), "--share", str(shares[0]), "--share",
+                    str(shares[2]))  # fmt: skip
+    assert f"Opened the box of ballot {ballot_id}: 30 ballots." in opened
+    factories.countersign_in_db(ballot_id)
+    output = invoke("ballot", "publish", str(ballot_id))
+    assert output.splitlines() == ["delegated: carried", "constitution: not_carried"]
+
+
 def test_close_then_publish_after_the_closing_time_prints_each_outcome(
-    client: TestClient, frozen_clock: datetime
+    client: TestClient, frozen_clock: datetime, tmp_path: Path
 ) -> None:
     ballot_id = load_example()
     factories.approve_in_db(ballot_id)
@@ -311,6 +348,11 @@ def test_close_then_publish_after_the_closing_time_prints_each_outcome(
         assert response.status_code == 200, response.text
     clock.freeze(stored_ballot(ballot_id).closes_at + timedelta(minutes=1))
     assert f"Ballot {ballot_id} is closed." in invoke("ballot", "close", str(ballot_id))
+    files = []
+    for share in factories.share_files(2, 3):
+        files += ["--share", str(tmp_path / f"share-{share['index']}.json")]
+        Path(files[-1]).write_text(json.dumps(share))
+    invoke("tally-open", str(ballot_id), *files)
     refused_output = refused(run_mandate("ballot", "publish", str(ballot_id)))
     assert "The scrutineer has not countersigned the count" in refused_output
     factories.countersign_in_db(ballot_id)
@@ -353,6 +395,9 @@ def test_demo_run_twice_reuses_its_ballot_and_account_and_prints_working_links(
         m.group(0).startswith("http://127.0.0.1:8000/vote/") for m in LINK.finditer(first.stdout)
     )
     assert len(list((tmp_path / "mail" / "new").iterdir())) == 49
+    shares = sorted((tmp_path / "tally-shares-1").iterdir())
+    assert len(shares) == 3
+    assert {s.stat().st_mode & 0o777 for s in shares} == {0o600}
 
     engine = make_engine(demo_url)
     try:

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 
 from app import audit, ballots, clock, config, proof
 from app.db import session_scope
-from app.models import BallotBoxEntry, Role, RollEntry
+from app.models import Role, RollEntry, SealedBallot
 from tests import factories
 from tests.pgserver import free_port
 
@@ -94,8 +94,8 @@ def _recorded(ballot_id: int) -> tuple[int, int]:
     with session_scope() as session:
         ballots = session.scalar(
             select(func.count())
-            .select_from(BallotBoxEntry)
-            .where(BallotBoxEntry.ballot_id == ballot_id)
+            .select_from(SealedBallot)
+            .where(SealedBallot.ballot_id == ballot_id)
         )
         voted = session.scalar(
             select(func.count(RollEntry.voted_at)).where(RollEntry.ballot_id == ballot_id)

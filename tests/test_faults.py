@@ -35,7 +35,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from app import audit, clock, mail, proof
-from app.models import AuditEntry, BallotBoxEntry, MessageKind, OutboxMessage, Role, RollEntry
+from app.models import AuditEntry, MessageKind, OutboxMessage, Role, RollEntry
 from tests import factories
 from tests.pgserver import PostgresServer, free_port, postgres_server
 
@@ -206,9 +206,8 @@ def _tally(engine: Engine, ballot_id: int) -> _Tally:
                 RollEntry.ballot_id == ballot_id, RollEntry.voted_at.is_not(None)
             )
         ).all()
-        codes = session.scalars(
-            select(BallotBoxEntry.receipt_code).where(BallotBoxEntry.ballot_id == ballot_id)
-        ).all()
+        # The box is sealed while the ballot is open: the test holds the tally key to look in.
+        codes = factories.sealed_receipt_codes(session, ballot_id)
         confirmed = session.scalars(
             select(OutboxMessage.roll_entry_id).where(
                 OutboxMessage.ballot_id == ballot_id,
@@ -310,6 +309,12 @@ def _open_over_http(url: str, *, practices: int, username: str) -> int:
             f"/api/v1/ballots/{ballot_id}/roll", json=factories.roll(practices), headers=headers
         )
         assert rolled.status_code == 200, rolled.text
+        keyed = http.put(
+            f"/api/v1/ballots/{ballot_id}/tally-key",
+            json={"public_key": factories.TALLY_KEY},
+            headers=headers,
+        )
+        assert keyed.status_code == 200, keyed.text
         factories.approve(http, ballot_id)
         opened = http.post(
             f"/api/v1/ballots/{ballot_id}/open",

@@ -185,6 +185,7 @@ def test_publishing_needs_the_scrutineers_countersignature_of_the_count(
     clock.freeze(factories.CLOSES + timedelta(seconds=1))
     secretariat = factories.staff_headers(client, Role.secretariat)
     assert client.post(f"/api/v1/ballots/{ballot_id}/close", headers=secretariat).is_success
+    factories.open_box(client, secretariat, ballot_id)
     refused = client.post(f"/api/v1/ballots/{ballot_id}/publish", headers=secretariat)
     assert refused.status_code == 409
     assert "not countersigned" in refused.json()["detail"]

@@ -37,6 +37,8 @@ ROLES: dict[tuple[str, str], set[Role]] = {
     ("POST", "/api/v1/ballots/{ballot_id}/extend"): SEC,
     ("POST", "/api/v1/ballots/{ballot_id}/close"): SEC,
     ("POST", "/api/v1/ballots/{ballot_id}/publish"): SEC,
+    ("PUT", "/api/v1/ballots/{ballot_id}/tally-key"): SEC,
+    ("POST", "/api/v1/ballots/{ballot_id}/tally-open"): SEC,
     ("POST", "/api/v1/ballots/{ballot_id}/void"): SEC,
     ("POST", "/api/v1/ballots/{ballot_id}/voters/{ods_code}/reissue"): SEC,
     ("GET", "/api/v1/ballots/{ballot_id}/turnout"): ANY,

@@ -18,6 +18,7 @@ from app.models import (
     Document,
     OutboxMessage,
     RollEntry,
+    SealedBallot,
     VotingLink,
 )
 from tests import factories
@@ -42,7 +43,7 @@ def _forget(ballot_id: int) -> None:
         practices = select(RollEntry.id).where(RollEntry.ballot_id == ballot_id)
         session.execute(delete(OutboxMessage).where(OutboxMessage.ballot_id == ballot_id))
         session.execute(delete(VotingLink).where(VotingLink.roll_entry_id.in_(practices)))
-        for model in (BallotBoxEntry, AuditEntry, Document, RollEntry):
+        for model in (SealedBallot, BallotBoxEntry, AuditEntry, Document, RollEntry):
             session.execute(delete(model).where(model.ballot_id == ballot_id))
         session.execute(delete(Ballot).where(Ballot.id == ballot_id))
 
@@ -67,11 +68,15 @@ def test_a_closed_ballot_restored_is_published_and_its_bundle_verifies(
     assert closed.status_code == 200
     export = tmp_path / "ballot.json"
     assert _mandate("export-ballot", str(ballot_id), "-o", str(export))[0] == 0
-    assert "receipt_code" in export.read_text()
+    exported = json.loads(export.read_text())
+    assert len(exported["sealed_ballot"]) == 4
+    assert exported["ballot_box_entry"] == []
+    assert "receipt_code" not in export.read_text()
     _forget(ballot_id)
     code, output = _mandate("import-ballot", str(export))
     assert code == 0, output
     restored = _restored()
+    factories.open_box(client, secretariat, restored)
     factories.countersign(client, restored)
     published = client.post(f"/api/v1/ballots/{restored}/publish", headers=secretariat)
     assert published.status_code == 200, published.text
@@ -106,9 +111,10 @@ def test_a_restored_draft_opens_and_its_practices_vote(
     factories.cast_votes(client, ["For"])
     trail = client.get(f"/api/v1/ballots/{restored}/audit", headers=secretariat).json()
     assert trail["intact"] is True
-    assert [e["action"] for e in trail["entries"]][:4] == [
+    assert [e["action"] for e in trail["entries"]][:5] == [
         "ballot_created",
         "roll_loaded",
+        "tally_key_set",
         "approved",
         "opened",
     ]

@@ -232,7 +232,10 @@ def test_a_consistently_forged_ballot_box_fails_the_box_root_and_the_recount(
         checks.keys() - _failed(checks)
     )
     assert not checks["ballot box root"].ok
-    assert "ballot_box.csv is not the box committed to at close" in checks["ballot box root"].detail
+    assert (
+        "ballot_box.csv is not the box committed to when the sealed box was opened"
+        in checks["ballot box root"].detail
+    )
     assert not checks["recount"].ok
     assert "the recount differs from the declared result: delegated" in checks["recount"].detail
 
@@ -418,12 +421,14 @@ def test_a_practice_renamed_in_the_roll_fails_the_frozen_ballot(
 # 2. Tampering with the database between close and publish.
 
 
-def _closed_ballot(client: TestClient, headers: dict[str, str]) -> int:
+def _opened_box(client: TestClient, headers: dict[str, str]) -> int:
+    """A ballot voted, closed, and its sealed box opened by the key holders: ready to publish."""
     ballot_id = factories.open_ballot(client, headers)
     factories.cast_votes(client, ["For"] * 5 + ["Against"] * 2 + ["Abstain"])
     clock.freeze(factories.CLOSES + timedelta(seconds=1))
     response = client.post(f"/api/v1/ballots/{ballot_id}/close", headers=headers)
     assert response.status_code == 200, response.text
+    factories.open_box(client, headers, ballot_id)
     return ballot_id
 
 
@@ -484,23 +489,23 @@ DATABASE_EDITS = {
 
 
 @pytest.mark.parametrize("edit", DATABASE_EDITS.values(), ids=DATABASE_EDITS.keys())
-def test_a_ballot_box_changed_after_close_is_not_published(
+def test_a_ballot_box_changed_after_opening_is_not_published(
     client: TestClient,
     secretariat: dict[str, str],
     frozen_clock: object,
     edit: Callable[[int], None],
 ) -> None:
-    ballot_id = _closed_ballot(client, secretariat)
+    ballot_id = _opened_box(client, secretariat)
     edit(ballot_id)
     response = client.post(f"/api/v1/ballots/{ballot_id}/publish", headers=secretariat)
     assert response.status_code == 409, response.text
     assert response.json()["error"] == "BoxChanged"
-    assert "The ballot box is not the one committed to at close" in response.json()["detail"]
+    assert "The ballot box is not the one its key holders opened" in response.json()["detail"]
     ballot = client.get(f"/api/v1/ballots/{ballot_id}", headers=secretariat).json()
     assert ballot["status"] == "closed"
     assert ballot["published_at"] is None
     trail = client.get(f"/api/v1/ballots/{ballot_id}/audit", headers=secretariat).json()
-    assert trail["entries"][-1]["action"] == "closed"
+    assert trail["entries"][-1]["action"] == "box_opened"
 
 
 # 3. The `mandate verify` command.
@@ -736,6 +741,7 @@ def test_a_countersignature_of_another_ballot_is_refused(
     ]
     response = client.put(f"/api/v1/ballots/{other}/roll", json=practices, headers=secretariat)
     assert response.status_code == 200, response.text
+    factories.set_tally_key(client, secretariat, other)
     factories.approve(client, other)
     response = client.post(
         f"/api/v1/ballots/{other}/open", json={"acknowledge_warnings": True}, headers=secretariat
@@ -744,6 +750,7 @@ def test_a_countersignature_of_another_ballot_is_refused(
     ballot_id = factories.published_ballot(client, secretariat)
     for step in ("close", "publish"):
         if step == "publish":
+            factories.open_box(client, secretariat, other)
             factories.countersign(client, other)
         response = client.post(f"/api/v1/ballots/{other}/{step}", headers=secretariat)
         assert response.status_code == 200, response.text
@@ -826,6 +833,7 @@ def test_formula_like_roll_cells_are_neutralised_and_the_bundle_verifies(
     ballot_id = response.json()["id"]
     response = client.put(f"/api/v1/ballots/{ballot_id}/roll", json=practices, headers=secretariat)
     assert response.status_code == 200, response.text
+    factories.set_tally_key(client, secretariat, ballot_id)
     factories.approve(client, ballot_id)
     response = client.post(
         f"/api/v1/ballots/{ballot_id}/open",
@@ -938,11 +946,13 @@ def test_the_trail_of_a_ballot_records_each_step_and_never_a_choice_or_receipt(
     assert [e["action"] for e in entries] == [
         "ballot_created",
         "roll_loaded",
+        "tally_key_set",
         "approved",
         "opened",
         *["link_issued"] * 9,
         *["voted"] * 8,
         "closed",
+        "box_opened",
         "count_countersigned",
         "published",
     ]

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from app import clock
-from app.models import BallotBoxEntry
+from app.models import SealedBallot
 from app.routes import vote_pages
 from tests import factories
 
@@ -217,8 +217,9 @@ def has_voted(client: TestClient, token: str) -> bool:
 
 
 def ballot_box_rows(engine: Engine) -> int:
+    """Ballots in the box, sealed as they are while the ballot is open."""
     with engine.connect() as connection:
-        return connection.scalar(select(func.count()).select_from(BallotBoxEntry)) or 0
+        return connection.scalar(select(func.count()).select_from(SealedBallot)) or 0
 
 
 def turnout_voted(client: TestClient, ballot_id: int, headers: dict[str, str]) -> int:
@@ -232,6 +233,7 @@ def close_and_publish(client: TestClient, ballot_id: int, headers: dict[str, str
     clock.freeze(factories.CLOSES)
     response = client.post(f"/api/v1/ballots/{ballot_id}/close", headers=headers)
     assert response.status_code == 200, response.text
+    factories.open_box(client, headers, ballot_id)
     factories.countersign(client, ballot_id)
     response = client.post(f"/api/v1/ballots/{ballot_id}/publish", headers=headers)
     assert response.status_code == 200, response.text

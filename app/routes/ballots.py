@@ -6,9 +6,9 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, status
-from pydantic import AwareDatetime, BaseModel
+from pydantic import AwareDatetime, BaseModel, Field
 
-from app import ballots, definitions, errors, outbox, roll, staff
+from app import ballots, definitions, errors, outbox, roll, staff, tally_key
 from app.deps import AnyStaff, Secretariat, SessionDep
 from app.models import (
     Ballot,
@@ -34,6 +34,7 @@ class BallotOut(BaseModel):
     close_extended_reason: str | None
     opened_at: datetime | None
     closed_at: datetime | None
+    box_opened_at: datetime | None
     published_at: datetime | None
     voided_at: datetime | None
     void_reason: str | None
@@ -42,6 +43,8 @@ class BallotOut(BaseModel):
     rules: dict[str, Any]
     documents: list[dict[str, Any]]
     consultations: list[dict[str, Any]]
+    # The public key ballots are sealed to and who holds the private key's shares.
+    tally_key: dict[str, Any] | None
 
     @classmethod
     def of(cls, ballot: Ballot) -> "BallotOut":
@@ -61,6 +64,7 @@ class BallotOut(BaseModel):
             close_extended_reason=ballot.close_extended_reason,
             opened_at=ballot.opened_at,
             closed_at=ballot.closed_at,
+            box_opened_at=ballot.box_opened_at,
             published_at=ballot.published_at,
             voided_at=ballot.voided_at,
             void_reason=ballot.void_reason,
@@ -69,6 +73,7 @@ class BallotOut(BaseModel):
             rules=d["rules"],
             documents=d["documents"],
             consultations=d["consultations"],
+            tally_key=d.get(ballots.TALLY_KEY),
         )
 
 
@@ -100,6 +105,21 @@ class ProblemOut(BaseModel):
 
 class OpenIn(definitions.Schema):
     acknowledge_warnings: bool = False
+
+
+class TallyKeyIn(definitions.Schema):
+    """The public half of a key made by the holders with `mandate tally-key new`."""
+
+    public_key: str = Field(max_length=100)
+    holders: list[str] | None = Field(default=None, max_length=20)
+    threshold: int | None = Field(default=None, ge=1, le=255)
+    holder_count: int | None = Field(default=None, ge=1, le=255)
+
+
+class TallyOpenIn(definitions.Schema):
+    """The key holders' shares, each the JSON of a file `mandate tally-key new` wrote."""
+
+    shares: list[dict[str, Any]] = Field(max_length=255)
 
 
 class ExtendIn(definitions.Schema):
@@ -236,6 +256,31 @@ def open_ballot(
             actor=staff.actor(user),
         )
     )  # fmt: skip
+
+
+@router.put("/{ballot_id}/tally-key")
+def set_tally_key(
+    ballot_id: int, body: TallyKeyIn, user: Secretariat, session: SessionDep
+) -> BallotOut:
+    ballot = ballots.get(session, ballot_id, lock="update")
+    return BallotOut.of(
+        ballots.set_tally_key(
+            session, ballot=ballot, public_key=body.public_key, holders=body.holders,
+            threshold=body.threshold, holder_count=body.holder_count, actor=staff.actor(user),
+        )
+    )  # fmt: skip
+
+
+@router.post("/{ballot_id}/tally-open")
+def open_box(
+    ballot_id: int, body: TallyOpenIn, user: Secretariat, session: SessionDep
+) -> BallotOut:
+    shares = [
+        tally_key.parse_share(share, name=f"Share {n}") for n, share in enumerate(body.shares, 1)
+    ]
+    return BallotOut.of(
+        ballots.open_box(session, ballot_id=ballot_id, shares=shares, actor=staff.actor(user))
+    )
 
 
 @router.post("/{ballot_id}/extend")

@@ -77,6 +77,11 @@ def _count(session: SessionDep, ballot_id: int, user: Scrutineer, lock: str | No
         raise errors.WrongState(
             f"The ballot is {ballot.status}; the count can be verified once it has closed."
         )
+    if ballot.box_opened_at is None:
+        raise errors.WrongState(
+            "The ballot box is still sealed: the key holders open it (tally-open) before the "
+            "count can be verified."
+        )
     root, cast = ballots.box_commitment(session, ballot=ballot)
     result = ballots.count(session, ballot=ballot)
     box = proof.published_box(ballot.receipt_mode, ballots.box_entries(session, ballot=ballot))

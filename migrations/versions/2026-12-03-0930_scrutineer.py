@@ -1,7 +1,7 @@
 """scrutineer and notice: the role, each ballot's approval and countersignature, the notice
 
 Revision ID: 7c2d4e6f8a10
-Revises: 047949486580
+Revises: 5e41ed0b0c58
 Create Date: 2026-12-03 09:30:00+00:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from app.models import UTCDateTime
 
 revision: str = "7c2d4e6f8a10"
-down_revision: str | None = "047949486580"
+down_revision: str | None = "5e41ed0b0c58"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
