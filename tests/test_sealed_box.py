@@ -108,8 +108,10 @@ def test_a_dump_taken_while_the_ballot_is_open_holds_no_choice_receipt_or_count(
         # and its log; a deployment's own published ballots are public. Start from this ballot.
         raw = db.raw_connection()
         try:
-            raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            raw.driver_connection.execute("VACUUM")
+            cursor = raw.cursor()
+            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            cursor.execute("VACUUM")
+            cursor.close()
         finally:
             raw.close()
     _open(client, secretariat)
