@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from Crypto.Protocol.SecretSharing import Shamir
+# pycryptodome, which is maintained, installs under the `Crypto` name that the retired PyCrypto
+# used; bandit's B413 cannot tell them apart.
+from Crypto.Protocol.SecretSharing import Shamir  # nosec B413
 from nacl import bindings
 from nacl.exceptions import CryptoError
 from nacl.public import PrivateKey, PublicKey, SealedBox
