@@ -2,7 +2,6 @@
 
 import base64
 import mimetypes
-import secrets
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,11 +9,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from app import audit, clock, counting, crypto, errors, outbox, proof, roll, scrutiny, tally_key
-from app.db import table
+from app import audit, clock, counting, errors, outbox, proof, roll, scrutiny, tally_key
 from app.definitions import BallotDefinition, Question
 from app.models import (
     Ballot,
@@ -28,6 +26,9 @@ from app.models import (
 
 # A (locality, votes) group smaller than this narrows who could have cast a published entry.
 SMALL_GROUP = 3
+# Where a ballot's definition keeps its tally public key (and who holds the private key's
+# shares), so the key is frozen with everything else at open (see sealed_box).
+TALLY_KEY = "tally_key"
 
 
 def _documents(definition: BallotDefinition) -> list[Document]:
@@ -115,81 +116,6 @@ def replace_roll(
     entries = roll.replace(session, ballot=ballot, rows=rows, actor=actor)
     scrutiny.withdraw_approval(session, ballot=ballot, actor=actor, because="roll replaced")
     return entries
-
-
-# Where a ballot's definition keeps its tally public key (and who holds the private key's
-# shares), so the key is frozen with everything else at open.
-TALLY_KEY = "tally_key"
-
-
-def set_tally_key(
-    session: Session,
-    *,
-    ballot: Ballot,
-    public_key: str,
-    holders: list[str] | None,
-    threshold: int | None,
-    holder_count: int | None,
-    actor: str,
-) -> Ballot:
-    """Give a draft the public key its ballots are sealed to; the server never has the private."""
-    require_status(ballot, BallotStatus.draft, "have its tally key set")
-    named = [h.strip() for h in holders or [] if h.strip()]
-    if len(named) > 20 or any(len(h) > 200 for h in named):
-        raise errors.InvalidInput("Name at most 20 key holders, each in at most 200 characters.")
-    count = len(named) or holder_count
-    if threshold is not None and (threshold < 1 or (count is not None and threshold > count)):
-        raise errors.InvalidInput(
-            f"The number of shares needed ({threshold}) must be from 1 to the number of holders."
-        )
-    key = {
-        "algorithm": tally_key.ALGORITHM,
-        "public_key": tally_key.parse_public_key(public_key),
-        "holders": named,
-        "holder_count": count,
-        "threshold": threshold,
-    }
-    ballot.definition = ballot.definition | {TALLY_KEY: key}
-    session.flush()
-    audit.append(
-        session, ballot=ballot, actor=actor, action="tally_key_set",
-        public_key=key["public_key"], holders=named, holder_count=count, threshold=threshold,
-        definition_sha256=definition_hash(ballot),
-    )  # fmt: skip
-    scrutiny.withdraw_approval(session, ballot=ballot, actor=actor, because="tally key set")
-    return ballot
-
-
-@dataclass(frozen=True)
-class Sealer:
-    """What a cast seals to: the frozen public key, and the one size every ballot pads to."""
-
-    public_key: str
-    size: int
-
-
-_frozen_sealers: dict[str, Sealer] = {}
-
-
-def cached_sealer(frozen_hash: str | None) -> Sealer | None:
-    return _frozen_sealers.get(frozen_hash) if frozen_hash is not None else None
-
-
-def sealer_of(ballot: Ballot) -> Sealer:
-    cached = cached_sealer(ballot.frozen_hash)
-    if cached is not None:
-        return cached
-    key = ballot.definition.get(TALLY_KEY)
-    if key is None:
-        raise errors.Conflict(f"Ballot {ballot.id} has no tally key, so it cannot take votes.")
-    questions = [(q.id, q.options) for q in questions_of(ballot)]
-    sealer = Sealer(
-        public_key=key["public_key"],
-        size=tally_key.padded_size(questions, crypto.RECEIPT_CODE_LENGTH),
-    )
-    if ballot.frozen_hash is not None:
-        _frozen_sealers[ballot.frozen_hash] = sealer
-    return sealer
 
 
 def definition_hash(ballot: Ballot) -> str:
@@ -434,7 +360,7 @@ def close_ballot(session: Session, *, ballot_id: int, actor: str) -> Ballot:
     ballot.status = BallotStatus.closed
     ballot.closed_at = now
     session.flush()
-    sealed = _sealed(session, ballot=ballot)
+    sealed = sealed_ballots(session, ballot=ballot)
     # The box is still sealed: the trail fixes how many ballots it holds and exactly which
     # ciphertexts, so none can be added, swapped or removed before the holders open it.
     audit.append(
@@ -449,7 +375,8 @@ def close_ballot(session: Session, *, ballot_id: int, actor: str) -> Ballot:
     return ballot
 
 
-def _sealed(session: Session, *, ballot: Ballot) -> list[tuple[str, bytes]]:
+def sealed_ballots(session: Session, *, ballot: Ballot) -> list[tuple[str, bytes]]:
+    """The ballot's sealed ballots (id, ciphertext), in id order."""
     rows = session.execute(
         select(SealedBallot.id, SealedBallot.ciphertext)
         .where(SealedBallot.ballot_id == ballot.id)
@@ -460,75 +387,6 @@ def _sealed(session: Session, *, ballot: Ballot) -> list[tuple[str, bytes]]:
 
 class BoxStillSealed(errors.Conflict):
     pass
-
-
-def open_box(
-    session: Session, *, ballot_id: int, shares: list[tally_key.Share], actor: str
-) -> Ballot:
-    """Open the sealed box of a closed ballot with the key holders' shares.
-
-    Every ciphertext must open and every receipt be unique, or nothing changes. The plaintext
-    box is written in receipt order in one statement, the ciphertexts are deleted, and the key
-    is dropped with this call's memory.
-    """
-    ballot = get(session, ballot_id, lock="update")
-    require_status(ballot, BallotStatus.closed, "have its ballot box opened")
-    if ballot.box_opened_at is not None:
-        raise errors.WrongState(
-            f"The ballot box of ballot {ballot.id} was opened at "
-            f"{clock.london(ballot.box_opened_at)}; it can be opened only once."
-        )
-    key = ballot.definition.get(TALLY_KEY)
-    if key is None:
-        raise errors.Conflict(f"Ballot {ballot.id} has no tally key, so it has no sealed box.")
-    private = tally_key.combine(shares, public_key=key["public_key"])
-    sealed = _sealed(session, ballot=ballot)
-    closed = audit.last(session, ballot=ballot, action="closed")
-    digest = tally_key.sealed_digest([c for _, c in sealed])
-    if closed is None or closed.payload.get("sealed_sha256") != digest:
-        raise BoxChanged(
-            "The sealed ballot box is not the one fixed at close (a ballot was added, changed "
-            "or removed since), so it was not opened. The returning officer and the scrutineer "
-            "should investigate before anything else is done."
-        )
-    papers, unopened = [], []
-    opened = tally_key.unseal_all(private, [c for _, c in sealed])
-    for (sealed_id, _), paper in zip(sealed, opened, strict=True):
-        if paper is None:
-            unopened.append(sealed_id)
-        else:
-            papers.append(paper)
-    if unopened:
-        listed = ", ".join(unopened[:20]) + (" …" if len(unopened) > 20 else "")
-        raise BoxChanged(
-            f"{len(unopened)} of {len(sealed)} sealed ballots do not open with this ballot's key "
-            f"(sealed ballot ids {listed}); nothing was opened or dropped. The returning officer "
-            "and the scrutineer should investigate.",
-            problems=[{"loc": "sealed_ballot", "problem": i} for i in unopened],
-        )
-    repeated = len(papers) - len({p["receipt_code"] for p in papers})
-    if repeated:
-        raise BoxChanged(
-            f"{repeated} receipt code(s) appear on more than one sealed ballot, so the box was not "
-            "opened. The returning officer and the scrutineer should investigate."
-        )
-    papers.sort(key=lambda p: p["receipt_code"])
-    if papers:
-        session.execute(
-            insert(table(BallotBoxEntry)),
-            [{"id": secrets.token_hex(16), "ballot_id": ballot.id, **paper} for paper in papers],
-        )
-    session.execute(delete(SealedBallot).where(SealedBallot.ballot_id == ballot.id))
-    ballot.box_opened_at = clock.now()
-    session.flush()
-    # The root of the box just written, from the same values (publish re-reads it to compare).
-    root = proof.box_root(proof.published_box(ballot.receipt_mode, papers))
-    audit.append(
-        session, ballot=ballot, actor=actor, action="box_opened",
-        ballots_opened=len(papers), sealed_sha256=digest, ballot_box_root=root,
-        shares_used=len({s.index for s in shares}),
-    )  # fmt: skip
-    return ballot
 
 
 def box_commitment(session: Session, *, ballot: Ballot) -> tuple[str, int]:

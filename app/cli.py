@@ -34,6 +34,7 @@ from app import (
     proof,
     roll,
     scrutiny,
+    sealed_box,
     signing,
     staff,
     tally_key,
@@ -358,7 +359,7 @@ def tally_key_set(
     """Set the public key a draft's ballots are sealed to."""
     with session_scope() as session:
         ballot = ballots.get(session, ballot_id, lock="update")
-        ballots.set_tally_key(
+        sealed_box.set_tally_key(
             session, ballot=ballot, public_key=public_key, holders=holder, threshold=threshold,
             holder_count=holders, actor=OPERATOR,
         )  # fmt: skip
@@ -384,7 +385,7 @@ def tally_open(
     """Open the sealed box of a closed ballot with enough holders' shares."""
     shares = read_shares(share)
     with session_scope() as session:
-        ballots.open_box(session, ballot_id=ballot_id, shares=shares, actor=OPERATOR)
+        sealed_box.open_box(session, ballot_id=ballot_id, shares=shares, actor=OPERATOR)
         cast = len(ballots.ballot_box(session, ballot=ballots.get(session, ballot_id)))
     console.print(f"Opened the box of ballot {ballot_id}: {cast} ballots. It can be published.")
 
@@ -407,7 +408,7 @@ def demo(file: Path = DEMO_BALLOT) -> None:
         directory = get_settings().data_dir / f"tally-shares-{ballot_id}"
         write_shares(directory, shares)
         with session_scope() as session:
-            ballots.set_tally_key(
+            sealed_box.set_tally_key(
                 session, ballot=ballots.get(session, ballot_id, lock="update"),
                 public_key=public, holders=None, threshold=2, holder_count=3, actor=OPERATOR,
             )  # fmt: skip

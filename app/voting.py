@@ -10,7 +10,7 @@ from typing import Protocol
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
-from app import audit, ballots, clock, crypto, definitions, errors, outbox, tally_key
+from app import audit, ballots, clock, crypto, definitions, errors, outbox, sealed_box, tally_key
 from app.db import table
 from app.models import (
     Ballot,
@@ -200,10 +200,10 @@ def cast(
     if current is not Phase.open:
         raise BallotClosed(f"Voting on this ballot closed at {clock.london(ballot.closes_at)}.")
     questions = ballots.cached_questions(ballot.frozen_hash)
-    sealer = ballots.cached_sealer(ballot.frozen_hash)
+    sealer = sealed_box.cached_sealer(ballot.frozen_hash)
     if questions is None or sealer is None:
         frozen = ballots.get(session, ballot.id)
-        questions, sealer = ballots.questions_of(frozen), ballots.sealer_of(frozen)
+        questions, sealer = ballots.questions_of(frozen), sealed_box.sealer_of(frozen)
     recorded = check_choices(questions, choices)
     # The database decides who was first: only one UPDATE can find voted_at still empty.
     consumed = session.execute(

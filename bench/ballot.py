@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
-from app import ballots, clock, definitions, proof, roll, scrutiny, staff, tally_key
+from app import ballots, clock, definitions, proof, roll, scrutiny, sealed_box, staff, tally_key
 from app.db import migrate, session_scope
 from app.models import Ballot, Role, StaffUser
 
@@ -40,7 +40,7 @@ def countersign(session: Session, ballot: Ballot) -> None:
 def set_tally_key(session: Session, *, ballot: Ballot) -> list[tally_key.Share]:
     """A fresh 2-of-3 tally key on a draft; its shares, to open the box after close."""
     public, shares = tally_key.new_key(holders=3, threshold=2)
-    ballots.set_tally_key(
+    sealed_box.set_tally_key(
         session, ballot=ballot, public_key=public, holders=None, threshold=2, holder_count=3,
         actor="operator:bench",
     )  # fmt: skip

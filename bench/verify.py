@@ -60,7 +60,7 @@ def build(practices: int, out: Path, watch: Stopwatch) -> None:
     """A published ballot of this many practices, every one of which voted, and its bundle."""
     from sqlalchemy import update
 
-    from app import ballots, clock, definitions, evidence, roll
+    from app import ballots, clock, definitions, evidence, roll, sealed_box
     from app.db import migrate, session_scope
     from app.models import DeliveryStatus, OutboxMessage
     from bench import ballot as bench_ballot
@@ -103,7 +103,7 @@ def build(practices: int, out: Path, watch: Stopwatch) -> None:
         )
 
     with watch.lap("votes"), session_scope() as session:
-        sealer = ballots.sealer_of(ballots.get(session, ballot_id))
+        sealer = sealed_box.sealer_of(ballots.get(session, ballot_id))
     with watch.lap("votes"):
         _vote(ballot_id, opens, closes, questions, sealer)
 
@@ -114,7 +114,7 @@ def build(practices: int, out: Path, watch: Stopwatch) -> None:
         ballots.close_ballot(session, ballot_id=ballot_id, actor=ACTOR)
     clock.freeze(closes + timedelta(minutes=30))
     with watch.lap("open box"), session_scope() as session:
-        ballots.open_box(session, ballot_id=ballot_id, shares=shares[:2], actor=ACTOR)
+        sealed_box.open_box(session, ballot_id=ballot_id, shares=shares[:2], actor=ACTOR)
     clock.freeze(closes + timedelta(hours=1))
     with watch.lap("publish"), session_scope() as session:
         bench_ballot.countersign(session, ballots.get(session, ballot_id))

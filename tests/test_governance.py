@@ -223,6 +223,11 @@ def test_the_declaration_says_who_approved_and_who_countersigned(
 # --- notice of ballot ------------------------------------------------------------------------
 
 PAPER = b"%PDF-1.4\n% The proposal.\n"
+DOCUMENT = {
+    "title": "The proposal",
+    "file": "proposal.pdf",
+    "content_base64": base64.b64encode(PAPER).decode(),
+}
 
 
 def _notices() -> list[Message]:
@@ -239,12 +244,7 @@ def _notices() -> list[Message]:
 def test_the_notice_tells_every_address_what_when_who_and_from_whom_but_carries_no_link(
     client: TestClient, secretariat: dict[str, str], frozen_clock: object
 ) -> None:
-    document = {
-        "title": "The proposal",
-        "file": "proposal.pdf",
-        "content_base64": base64.b64encode(PAPER).decode(),
-    }
-    ballot_id = factories.draft_ballot(client, secretariat, documents=[document])
+    ballot_id = factories.draft_ballot(client, secretariat, documents=[DOCUMENT])
     rows = factories.roll(9, emails_per_practice=2)
     client.put(f"/api/v1/ballots/{ballot_id}/roll", json=rows, headers=secretariat)
     sent = client.post(f"/api/v1/ballots/{ballot_id}/notice", headers=secretariat)
@@ -301,12 +301,7 @@ PAPERS_LINK = re.compile(r"http://testserver(/papers/[A-Za-z0-9_.-]+)")
 def test_the_invitation_carries_a_papers_link_that_cannot_vote(
     client: TestClient, secretariat: dict[str, str], frozen_clock: object
 ) -> None:
-    document = {
-        "title": "The proposal",
-        "file": "proposal.pdf",
-        "content_base64": base64.b64encode(PAPER).decode(),
-    }
-    ballot_id = factories.open_ballot(client, secretariat, documents=[document])
+    ballot_id = factories.open_ballot(client, secretariat, documents=[DOCUMENT])
     factories.sent_links()
     maildir = config.get_settings().maildir
     assert maildir is not None

@@ -17,7 +17,7 @@ from nacl.public import PrivateKey, SealedBox
 from sqlalchemy import func, inspect, select, text, update
 from sqlalchemy.engine import Engine, make_url
 
-from app import ballots, clock, proof, tally_key
+from app import clock, proof, sealed_box, tally_key
 from app.db import session_scope
 from app.models import Ballot, BallotBoxEntry, RollEntry, SealedBallot
 from tests import factories
@@ -408,7 +408,7 @@ def test_a_cast_after_a_restart_seals_to_the_key_in_the_frozen_definition(
     client: TestClient, secretariat: dict[str, str], frozen_clock: object, db: Engine
 ) -> None:
     ballot_id = _open(client, secretariat)
-    ballots._frozen_sealers.clear()
+    sealed_box._frozen_sealers.clear()
     _vote(client, CAST[:1])
     with session_scope() as session:
         (ciphertext,) = session.scalars(select(SealedBallot.ciphertext)).all()

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, status
 from pydantic import AwareDatetime, BaseModel, Field
 
-from app import ballots, definitions, errors, outbox, roll, staff, tally_key
+from app import ballots, definitions, errors, outbox, roll, sealed_box, staff, tally_key
 from app.deps import AnyStaff, Secretariat, SessionDep
 from app.models import (
     Ballot,
@@ -264,7 +264,7 @@ def set_tally_key(
 ) -> BallotOut:
     ballot = ballots.get(session, ballot_id, lock="update")
     return BallotOut.of(
-        ballots.set_tally_key(
+        sealed_box.set_tally_key(
             session, ballot=ballot, public_key=body.public_key, holders=body.holders,
             threshold=body.threshold, holder_count=body.holder_count, actor=staff.actor(user),
         )
@@ -279,7 +279,7 @@ def open_box(
         tally_key.parse_share(share, name=f"Share {n}") for n, share in enumerate(body.shares, 1)
     ]
     return BallotOut.of(
-        ballots.open_box(session, ballot_id=ballot_id, shares=shares, actor=staff.actor(user))
+        sealed_box.open_box(session, ballot_id=ballot_id, shares=shares, actor=staff.actor(user))
     )
 
 
