@@ -14,7 +14,6 @@ import os
 import secrets
 import shutil
 import sys
-import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -30,14 +29,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--ballots", type=int, default=100_000)
     options = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="mandate-bench-tally-"))
-    os.environ.update(
-        MANDATE_ENV="dev",
-        DATA_DIR=str(work),
-        DATABASE_URL=f"sqlite:///{work / 'mandate.db'}",
-        MAILDIR=str(work / "mail"),
-        SECRET_KEY="bench-secret-key-bench-secret-key-bench",
-    )
+    from bench import scratch
+
+    work = scratch.sqlite_environment("mandate-bench-tally-")
     from sqlalchemy import func, insert, select
 
     from app import ballots, clock, crypto, sealed_box, tally_key

@@ -12,13 +12,11 @@ to a transaction. Writes the evidence bundle, then times `mandate verify` on it
 import argparse
 import cProfile
 import io
-import os
 import pstats
 import random
 import secrets
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -236,14 +234,9 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     options = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="mandate-bench-verify-"))
-    os.environ.update(
-        MANDATE_ENV="dev",
-        DATA_DIR=str(work),
-        DATABASE_URL=f"sqlite:///{work / 'mandate.db'}",
-        MAILDIR=str(work / "mail"),
-        SECRET_KEY="bench-secret-key-bench-secret-key-bench",
-    )
+    from bench import scratch
+
+    work = scratch.sqlite_environment("mandate-bench-verify-")
     from app import signing
     from app import verify as verification
 
