@@ -4,6 +4,7 @@ import base64
 import re
 import tomllib
 from collections import Counter
+from collections.abc import Callable, Mapping
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
@@ -225,25 +226,49 @@ def parse_definition(data: Any) -> BallotDefinition:
 def read_ballot_file(path: Path) -> BallotDefinition:
     """Load a TOML ballot file and the documents it names (relative to the file)."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise errors.InvalidInput(f"{path.name} must be saved as UTF-8.") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise errors.InvalidInput(f"{path.name} is not valid TOML: {exc}") from None
-    documents = data.get("documents", [])
     folder = path.parent.resolve()
+
+    def beside(file: str) -> bytes | None:
+        target = (folder / file).resolve()
+        # Only files beside the ballot file: "papers/../../secret" is read from nowhere.
+        return target.read_bytes() if target.is_relative_to(folder) and target.is_file() else None
+
+    return parse_ballot_file(
+        text, name=path.name, attachment=beside, missing=f"next to {path.name}"
+    )
+
+
+def parse_ballot_file(
+    text: str,
+    *,
+    name: str,
+    attachment: Callable[[str], bytes | None],
+    missing: str,
+    replace: Mapping[str, Any] | None = None,
+) -> BallotDefinition:
+    """A TOML ballot file, with each document it names read by `attachment` (None: not given,
+    which the problem says is `missing`, as in "next to ballot.toml") and any top-level `replace`
+    values (say new opening times) put in before it is checked."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise errors.InvalidInput(f"{name} is not valid TOML: {exc}") from None
+    data.update(replace or {})
+    documents = data.get("documents", [])
     for document in documents if isinstance(documents, list) else []:
         if isinstance(document, dict) and isinstance(document.get("file"), str):
-            target = (folder / document["file"]).resolve()
-            # Only files beside the ballot file: "papers/../../secret" is read from nowhere.
-            if target.is_relative_to(folder) and target.is_file():
-                document["content_base64"] = base64.b64encode(target.read_bytes()).decode()
+            content = attachment(document["file"])
+            if content is not None:
+                document["content_base64"] = base64.b64encode(content).decode()
     definition = parse_definition(data)
-    missing = [
-        {"loc": f"documents[{i}].file", "problem": f"no file {d.file} next to {path.name}"}
+    absent = [
+        {"loc": f"documents[{i}].file", "problem": f"no file {d.file} {missing}"}
         for i, d in enumerate(definition.documents)
         if d.content_base64 is None
     ]
-    if missing:
-        raise errors.InvalidInput(errors.describe_problems(missing), problems=missing)
+    if absent:
+        raise errors.InvalidInput(errors.describe_problems(absent), problems=absent)
     return definition

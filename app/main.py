@@ -17,7 +17,7 @@ import anyio
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, MutableHeaders
@@ -32,6 +32,9 @@ from app.routes import (
     STATIC,
     auth,
     ballots,
+    console,
+    console_review,
+    console_running,
     evidence,
     papers,
     public,
@@ -57,12 +60,15 @@ def redact(path: str) -> str:
 
 
 def _wants_html(request: Request) -> bool:
-    return request.url.path.startswith(("/vote/", "/ballots/", "/papers/"))
+    return request.url.path.startswith(("/vote/", "/ballots/", "/papers/", "/console"))
 
 
 def _error_response(request: Request, exc: errors.AppError) -> Response:
     busy = isinstance(exc, ServerBusy | DatabaseUnavailable)
     headers = exc.headers or ({"Retry-After": "1"} if busy else None)
+    if isinstance(exc, errors.NotAuthenticated) and request.url.path.startswith("/console"):
+        # A console page without a session (or after it ended) goes to the sign-in page.
+        return RedirectResponse("/console/sign-in", status_code=303)
     if _wants_html(request):
         return templates.TemplateResponse(
             request,
@@ -474,6 +480,9 @@ def create_app() -> FastAPI:
         evidence,
         vote_api,
         vote_pages,
+        console,
+        console_running,
+        console_review,
         papers,
         public,
         health_routes,

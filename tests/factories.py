@@ -221,7 +221,7 @@ def sent_links() -> dict[str, list[str]]:
     links: dict[str, list[str]] = defaultdict(list)
     for message in mailbox.Maildir(maildir, create=False):
         found = re.search(r"/vote/([A-Za-z0-9_-]+)", mail.plain_text(message))
-        code = re.search(r"\.(g\d{5})@", str(message["To"]))
+        code = re.search(r"\.([a-z]\d{5})@", str(message["To"]))
         if found and code:
             links[code.group(1).upper()].append(found.group(1))
     return links

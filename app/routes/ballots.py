@@ -1,7 +1,6 @@
 """The staff API: ballots, their roll, the lifecycle and turnout."""
 
 import json
-from collections import Counter
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -9,6 +8,7 @@ from fastapi import APIRouter, Depends, Request, status
 from pydantic import AwareDatetime, BaseModel, Field
 
 from app import ballots, definitions, errors, outbox, roll, sealed_box, staff, tally_key
+from app import turnout as turnout_figures
 from app.deps import AnyStaff, Secretariat, SessionDep
 from app.models import (
     Ballot,
@@ -377,13 +377,12 @@ def deliveries(ballot_id: int, _user: AnyStaff, session: SessionDep) -> list[Del
 def turnout(ballot_id: int, _user: AnyStaff, session: SessionDep) -> TurnoutOut:
     ballot = ballots.get(session, ballot_id)
     entries = roll.entries(session, ballot=ballot)
-    eligible: Counter[str] = Counter(e.locality for e in entries)
-    voted: Counter[str] = Counter(e.locality for e in entries if e.voted_at is not None)
+    figures = turnout_figures.figures(entries, since=None, until=ballot.closes_at)
     return TurnoutOut(
-        eligible=len(entries),
-        voted=sum(voted.values()),
+        eligible=figures.eligible,
+        voted=figures.voted,
         by_locality={
-            loc: {"eligible": n, "voted": voted[loc]} for loc, n in sorted(eligible.items())
+            loc.name: {"eligible": loc.eligible, "voted": loc.voted} for loc in figures.by_locality
         },
         practices=[
             TurnoutPractice(

@@ -8,7 +8,7 @@ from pydantic import BaseModel, StringConstraints
 
 from app import ballots, definitions, errors, proof, scrutiny
 from app.deps import AnyStaff, Scrutineer, SessionDep
-from app.models import BallotStatus
+from app.models import BallotStatus, StaffUser
 
 router = APIRouter(prefix="/api/v1/ballots/{ballot_id}", tags=["scrutiny"])
 
@@ -69,7 +69,10 @@ def approve(ballot_id: int, body: ApprovalIn, user: Scrutineer, session: Session
     return FrozenOut(**scrutiny.what_is_frozen(session, ballot=ballot))
 
 
-def _count(session: SessionDep, ballot_id: int, user: Scrutineer, lock: str | None) -> CountOut:
+def count_to_verify(
+    session: SessionDep, ballot_id: int, user: StaffUser, lock: str | None
+) -> CountOut:
+    """The count as the scrutineer verifies it, once the box is open: never before close."""
     ballot = ballots.get(session, ballot_id, lock=lock)
     scrutiny.require_named(ballot, user)
     if ballot.status not in (BallotStatus.closed, BallotStatus.published):
@@ -99,14 +102,14 @@ def _count(session: SessionDep, ballot_id: int, user: Scrutineer, lock: str | No
 
 @router.get("/countersignature")
 def read_count(ballot_id: int, user: Scrutineer, session: SessionDep) -> CountOut:
-    return _count(session, ballot_id, user, lock=None)
+    return count_to_verify(session, ballot_id, user, lock=None)
 
 
 @router.post("/countersignature")
 def countersign(
     ballot_id: int, body: CountersignatureIn, user: Scrutineer, session: SessionDep
 ) -> CountOut:
-    current = _count(session, ballot_id, user, lock="update")
+    current = count_to_verify(session, ballot_id, user, lock="update")
     ballot = ballots.get(session, ballot_id)
     scrutiny.countersign(
         session, ballot=ballot, user=user, given=body.count_hash, current=current.count_hash

@@ -7,7 +7,7 @@ the option shown, so neither a request nor a page differs in size by the option 
 """
 
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any
@@ -60,13 +60,14 @@ def _digest(action: str) -> str:
     return hashlib.sha256(action.encode()).hexdigest()[:32]
 
 
-def signed_form(purpose: str, detail: str) -> Callable[[Request], Awaitable[FormData]]:
-    """A dependency: the posted form, once its token is checked against the address posted to."""
+def signed_form(purpose: str, detail: str) -> Callable[[Request], AsyncIterator[FormData]]:
+    """A dependency: the posted form, once its token is checked against the address posted to;
+    any files uploaded with it are closed when the request is done."""
 
-    async def read(request: Request) -> FormData:
-        form = await request.form()
-        check_form_token(form, purpose=purpose, action=request.url.path, detail=detail)
-        return form
+    async def read(request: Request) -> AsyncIterator[FormData]:
+        async with request.form() as form:
+            check_form_token(form, purpose=purpose, action=request.url.path, detail=detail)
+            yield form
 
     return read
 
