@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from playwright.sync_api import Browser
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
@@ -16,6 +17,7 @@ from app import clock, config, limits, signing
 from app import db as database
 from app.main import create_app
 from app.models import Role
+from tests import browser as browser_tests
 from tests import factories
 from tests.pgserver import running_postgres
 
@@ -122,3 +124,16 @@ def secretariat(client: TestClient) -> dict[str, str]:
 def ballot_id(client: TestClient, secretariat: dict[str, str], frozen_clock: object) -> int:
     """An open ballot of nine practices, inside its voting period."""
     return factories.open_ballot(client, secretariat)
+
+
+@pytest.fixture
+def server(db: object, tmp_path: Path) -> Iterator[browser_tests.Server]:
+    """`mandate serve` on a free loopback port, against the test database."""
+    with browser_tests.serving(tmp_path) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with browser_tests.launched() as chromium:
+        yield chromium
