@@ -64,9 +64,9 @@ def record(
     session.add(dispute)
     session.flush()
     # The trail holds the text's hash, not the text: a dispute may name a partner or a patient,
-    # and the chain is append-only and goes into every evidence bundle, so personal data put
-    # there could never be corrected or erased. The row keeps the text; the hash proves it is
-    # what was recorded.
+    # and the chain can never change, so personal data put there could never be corrected or
+    # erased. The row keeps the text (and the bundles made from it carry it), where it can be;
+    # the hash in the trail proves what was recorded.
     audit.append(
         session, ballot=ballot, actor=f"staff:{recorded_by}" if recorded_by else audit.VOTER,
         action="dispute_recorded", dispute_id=dispute.id, ods_code=ods_code,
