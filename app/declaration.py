@@ -395,17 +395,18 @@ def disputes_statement(facts: Facts) -> str:
         return "No disputes were recorded."
     weighed = sum(1 for d in facts.disputes if d.weighed)
     others = len(facts.disputes) - weighed
-    rest = (
-        f" The other {_plural(others, 'dispute')} {'does' if others == 1 else 'do'} not "
-        "affect the count automatically; the returning officer and the scrutineer consider them."
-        if others and weighed
-        else ""
-    )
     if not weighed:
         return (
-            "No dispute says a vote was recorded for a practice that did not cast it, so none "
-            "affects the count automatically; the returning officer and the scrutineer "
+            "No dispute says that a vote recorded for a practice was not the practice's own, so "
+            "none affects the count automatically; the returning officer and the scrutineer "
             "consider each one."
+        )
+    rest = ""
+    if others:
+        which = "The other dispute does" if others == 1 else f"The other {others} disputes do"
+        rest = (
+            f" {which} not affect the count automatically; the returning officer and the "
+            "scrutineer consider them."
         )
     changed = facts.disputes_could_change
     effect = (
