@@ -13,8 +13,9 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import inspect, select
 from sqlalchemy.engine import Engine
+from typer.testing import CliRunner
 
-from app import clock, counting, disputes, staff
+from app import cli, clock, counting, disputes, staff
 from app import verify as verification
 from app.db import session_scope
 from app.models import Dispute, Role
@@ -447,3 +448,21 @@ def test_either_party_can_withdraw_a_pending_proposal(
     assert "voided" not in actions
     bad = client.post(_void_url(ballot_id), json={"reason": ""}, headers=secretariat)
     assert bad.status_code == 422
+
+
+def test_the_cli_lists_disputes_and_shows_a_pending_void_but_cannot_void(
+    client: TestClient, secretariat: dict[str, str], ballot_id: int
+) -> None:
+    _record(client, secretariat, ballot_id, ods_code="G83004", text="The link came late.")
+    reason = {"reason": "Wrong papers were sent."}
+    assert client.post(_void_url(ballot_id), json=reason, headers=secretariat).status_code == 201
+    listed = CliRunner().invoke(cli.app, ["ballot", "disputes", str(ballot_id)])
+    assert listed.exit_code == 0, listed.output
+    assert "G83004" in listed.output
+    assert "secretariat" in listed.output  # how it came in; the console wraps the text
+    status = CliRunner().invoke(cli.app, ["ballot", "status", str(ballot_id)])
+    assert status.exit_code == 0, status.output
+    assert "disputes: 1" in status.output
+    assert "void proposed by secretariat-user" in status.output
+    assert CliRunner().invoke(cli.app, ["ballot", "void", str(ballot_id)]).exit_code != 0
+    assert _status(client, ballot_id) == "open"
