@@ -297,7 +297,9 @@ def ballot_status(ballot_id: int) -> None:
         console.print(f"  opens:   {clock.london(ballot.opens_at)}")
         console.print(f"  closes:  {clock.london(ballot.closes_at)}")
         console.print(f"  turnout: {voted} of {eligible} practices")
-        console.print(f"  disputes: {len(disputes.list_for(session, ballot=ballot))}")
+        raised = len(disputes.list_for(session, ballot=ballot))
+        if raised:
+            console.print(f"  disputes: {raised} (`mandate ballot disputes {ballot.id}`)")
         proposal = voiding.pending(session, ballot=ballot)
         if proposal is not None:
             # Voiding is never done from here: it takes the secretariat and a scrutineer (API).
