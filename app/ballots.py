@@ -452,26 +452,6 @@ def publish(session: Session, *, ballot_id: int, actor: str) -> Ballot:
     return ballot
 
 
-def void(session: Session, *, ballot_id: int, reason: str, actor: str) -> Ballot:
-    """Mark a ballot void with a reason; nothing else about it changes."""
-    ballot = get(session, ballot_id, lock="update")
-    if ballot.status == BallotStatus.voided:
-        raise errors.WrongState(f"Ballot {ballot.id} is already void.")
-    if not reason.strip():
-        raise errors.InvalidInput(
-            "Give the reason the ballot is void; it is shown with the result."
-        )
-    audit.append(
-        session, ballot=ballot, actor=actor, action="voided",
-        status_was=ballot.status, reason=reason.strip(),
-    )  # fmt: skip
-    ballot.status = BallotStatus.voided
-    ballot.voided_at = clock.now()
-    ballot.void_reason = reason.strip()
-    session.flush()
-    return ballot
-
-
 def count(session: Session, *, ballot: Ballot) -> dict[str, Any]:
     """Count the ballot box under the ballot's frozen rules."""
     if ballot.status not in (BallotStatus.closed, BallotStatus.published):
@@ -496,7 +476,9 @@ def count(session: Session, *, ballot: Ballot) -> dict[str, Any]:
 
 def ballot_box(session: Session, *, ballot: Ballot) -> list[BallotBoxEntry]:
     """The recorded ballots in receipt order, never in the order they were cast."""
-    if ballot.status not in (BallotStatus.closed, BallotStatus.published):
+    # A ballot voided after publication keeps the box it published.
+    was_published = ballot.status == BallotStatus.voided and ballot.result is not None
+    if ballot.status not in (BallotStatus.closed, BallotStatus.published) and not was_published:
         raise errors.WrongState("The ballot box stays shut until the ballot closes.")
     return list(
         session.scalars(

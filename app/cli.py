@@ -26,6 +26,7 @@ from app import (
     ballots,
     clock,
     definitions,
+    disputes,
     errors,
     evidence,
     logs,
@@ -39,6 +40,7 @@ from app import (
     staff,
     tally_key,
     transfer,
+    voiding,
 )
 from app import verify as verification
 from app.config import get_settings
@@ -295,6 +297,29 @@ def ballot_status(ballot_id: int) -> None:
         console.print(f"  opens:   {clock.london(ballot.opens_at)}")
         console.print(f"  closes:  {clock.london(ballot.closes_at)}")
         console.print(f"  turnout: {voted} of {eligible} practices")
+        raised = len(disputes.list_for(session, ballot=ballot))
+        if raised:
+            console.print(f"  disputes: {raised} (`mandate ballot disputes {ballot.id}`)")
+        proposal = voiding.pending(session, ballot=ballot)
+        if proposal is not None:
+            # Voiding is never done from here: it takes the secretariat and a scrutineer (API).
+            console.print(
+                f"  void proposed by {proposal.proposed_by}, waiting for the scrutineer: "
+                f"{escape(proposal.reason)}"
+            )
+
+
+@ballot_app.command("disputes")
+def ballot_disputes(ballot_id: int) -> None:
+    """Every dispute recorded for the ballot (never how anyone voted)."""
+    table = Table("raised", "practice", "came in", "claims not voted", "text")
+    with session_scope() as session:
+        for d in disputes.list_for(session, ballot=ballots.get(session, ballot_id)):
+            table.add_row(
+                clock.london(d.raised_at), d.ods_code or "-", d.channel,
+                "yes" if d.claims_not_voted else "no", escape(d.text),
+            )  # fmt: skip
+    console.print(table)
 
 
 def _sample_links(limit: int) -> list[str]:

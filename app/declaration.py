@@ -4,7 +4,7 @@ renders the HTML; app/declaration_pdf.py draws the same words as a PDF."""
 
 import bisect
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import cache
 from typing import Any
@@ -53,6 +53,28 @@ class Scrutinised:
 
 
 @dataclass(frozen=True)
+class Disputed:
+    """A dispute as the declaration lists it: when, from which practice, what it says."""
+
+    raised_at: datetime
+    practice: str | None
+    summary: str
+    # Weighed in the "could change" statement: a claim "recorded but did not vote" for a
+    # practice the turnout register records as voted.
+    weighed: bool
+
+
+@dataclass(frozen=True)
+class Voided:
+    """The ballot was declared void: when, why, and the two people who agreed it."""
+
+    at: datetime
+    reason: str
+    proposed_by: str
+    confirmed_by: str
+
+
+@dataclass(frozen=True)
 class Facts:
     reference: str
     title: str
@@ -82,6 +104,11 @@ class Facts:
     software_version: str
     # When the key holders opened the sealed box; None for a box recorded in clear.
     box_opened_at: datetime | None = None
+    # Disputes recorded up to now (they may come after publication), and the numbers of the
+    # questions whose outcome reversing the weighed ones could change.
+    disputes: list[Disputed] = field(default_factory=list)
+    disputes_could_change: list[int] = field(default_factory=list)
+    voided: Voided | None = None
 
 
 # The NHS England pro forma's wording for the membership's half of the agreement.
@@ -160,6 +187,9 @@ class Contents:
     undelivered_note: str
     receipt_mode: str
     challenge: str
+    disputes: list[str]
+    disputes_effect: str
+    voided: str | None
     attestations: list[str]
     fingerprint: str
     key_advice: str
@@ -223,6 +253,9 @@ def contents(facts: Facts) -> Contents:
         ),
         receipt_mode=_RECEIPT_MODES[facts.receipt_mode],
         challenge=challenge_statement(facts),
+        disputes=[_disputed(d) for d in facts.disputes],
+        disputes_effect=disputes_statement(facts),
+        voided=void_statement(facts),
         attestations=[
             *_scrutiny(facts, governance.get("scrutineer")),
             *(
@@ -287,6 +320,11 @@ def summary_line(facts: Facts) -> str:
 
 def membership_statement(facts: Facts) -> str:
     """The pro forma's membership sentence where every question carried; else why not."""
+    if facts.voided is not None:
+        return (
+            f"This ballot was declared void, so it does not record the agreement of the "
+            f"membership of {facts.organisation_name} to anything."
+        )
     failed = [
         f"question {n} {_OUTCOME_VERB[c['outcome']]}"
         for n, _, c in _questions(facts)
@@ -327,6 +365,59 @@ def challenge_statement(facts: Facts) -> str:
     return (
         f"A member practice can challenge the result until {_day_text(until)} "
         f"({_plural(days, 'day')} after publication) by contacting {whom}."
+    )
+
+
+def void_statement(facts: Facts) -> str | None:
+    """That the ballot was declared void, when, why, and by whom; None if it stands."""
+    voided = facts.voided
+    if voided is None:
+        return None
+    return (
+        f"This ballot was declared void at {clock.london(voided.at)}: {voided.reason} The "
+        f"secretariat ({voided.proposed_by}) proposed it and the scrutineer "
+        f"({voided.confirmed_by}) confirmed it. The result below is shown as it was published "
+        "and does not stand."
+    )
+
+
+def _disputed(d: Disputed) -> str:
+    source = d.practice or "Not from one practice"
+    claim = (
+        " It says a vote was recorded for the practice that it did not cast." if d.weighed else ""
+    )
+    return f"{_day_text(_day(d.raised_at))}, {source}: “{d.summary}”{claim}"
+
+
+def disputes_statement(facts: Facts) -> str:
+    """Whether reversing every weighed dispute could change any outcome."""
+    if not facts.disputes:
+        return "No disputes were recorded."
+    weighed = sum(1 for d in facts.disputes if d.weighed)
+    others = len(facts.disputes) - weighed
+    if not weighed:
+        return (
+            "No dispute says that a vote recorded for a practice was not the practice's own, so "
+            "none affects the count automatically; the returning officer and the scrutineer "
+            "consider each one."
+        )
+    rest = ""
+    if others:
+        which = "The other dispute does" if others == 1 else f"The other {others} disputes do"
+        rest = (
+            f" {which} not affect the count automatically; the returning officer and the "
+            "scrutineer consider them."
+        )
+    changed = facts.disputes_could_change
+    effect = (
+        "could change the outcome of " + _joined([f"Q{n}" for n in changed])
+        if changed
+        else "could not change any outcome"
+    )
+    return (
+        f"{_plural(weighed, 'dispute')} {'says' if weighed == 1 else 'say'} a vote was recorded "
+        "for a practice that did not cast it. Removing all those votes, each from whichever "
+        f"side would most change the result (and lowering the turnout), {effect}.{rest}"
     )
 
 

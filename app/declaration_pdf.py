@@ -100,6 +100,9 @@ def _pdf_result(pdf: FPDF, c: Contents) -> None:
     _text(pdf, "Declaration of result", size=17, style="B", colour=_BLUE, height=8)
     _text(pdf, c.title, size=11.5, style="B", height=5.5)
     _text(pdf, c.organisation, size=10, height=5.5)
+    if c.voided:
+        pdf.ln(1.5)
+        _text(pdf, c.voided, style="B", size=10, colour=_STATE_COLOURS[NOT_MET], height=4.8)
     pdf.ln(1.5)
     rows = [
         ("Ballot period", c.period + (f". {c.extension}" if c.extension else "")),
@@ -211,6 +214,10 @@ def _pdf_evidence(pdf: FPDF, c: Contents) -> None:
     _text(pdf, c.undelivered_note)
     for line in c.undelivered:
         _text(pdf, f"\u2022 {line}")
+    _heading(pdf, "Disputes")
+    for line in c.disputes:
+        _text(pdf, f"\u2022 {line}")
+    _text(pdf, c.disputes_effect)
     _heading(pdf, "Secrecy, challenges and countersignatures")
     for paragraph in [c.receipt_mode, c.challenge, *c.attestations]:
         _text(pdf, paragraph)

@@ -70,6 +70,8 @@ Auditor = Annotated[StaffUser, Depends(require_role(Role.auditor))]
 # Who may countersign a published result with their own key (`mandate attest`).
 Attester = Annotated[StaffUser, Depends(require_role(Role.auditor, Role.scrutineer))]
 Scrutineer = Annotated[StaffUser, Depends(require_role(Role.scrutineer))]
+# Either party to voiding a ballot may withdraw a pending proposal.
+VoidParty = Annotated[StaffUser, Depends(require_role(Role.secretariat, Role.scrutineer))]
 AnyStaff = Annotated[StaffUser, Depends(require_role(*Role))]
 
 

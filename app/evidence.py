@@ -12,7 +12,19 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app import audit, ballots, declaration, declaration_pdf, errors, outbox, proof, roll, signing
+from app import (
+    audit,
+    ballots,
+    declaration,
+    declaration_pdf,
+    disputes,
+    errors,
+    outbox,
+    proof,
+    roll,
+    signing,
+    voiding,
+)
 from app.models import AuditEntry, Ballot, BallotStatus, DeliveryStatus, MessageKind, RollEntry
 
 FORMAT = "mandate-evidence/1"
@@ -70,8 +82,16 @@ def _document_name(position: int, filename: str) -> str:
     return f"documents/{position + 1:02d}-{filename}"
 
 
+def was_published(ballot: Ballot) -> bool:
+    """Published, or published and later declared void: either way its result exists."""
+    return ballot.result is not None and ballot.status in (
+        BallotStatus.published,
+        BallotStatus.voided,
+    )
+
+
 def _published(ballot: Ballot) -> dict[str, Any]:
-    if ballot.status != BallotStatus.published or ballot.result is None:
+    if not was_published(ballot) or ballot.result is None:
         raise errors.WrongState(
             f"Ballot {ballot.id} is {ballot.status}; the evidence bundle is made once the "
             "result is published."
@@ -184,6 +204,10 @@ def bundle(session: Session, *, ballot: Ballot) -> bytes:
     )
     files["deliveries.csv"], undelivered = _deliveries(session, ballot=ballot)
     attested = [e for e in entries if e.action == "attested"]
+    # Outside the fingerprinted record: disputes may come after publication, and one must not
+    # unsettle the countersignatures made over the record. The manifest's signature covers it.
+    files["disputes.json"] = _pretty(disputes.bundle_file(session, ballot=ballot))
+    assessed = disputes.assess(session, ballot=ballot)
     for n, entry in enumerate(attested, start=1):
         name = f"attestations/{n:02d}-{_slug(entry.payload['name'])}.json"
         files[name] = _pretty(attestation_file(entry))
@@ -223,6 +247,9 @@ def bundle(session: Session, *, ballot: Ballot) -> bytes:
         signing_key_fingerprint=proof.key_fingerprint(key.public_key),
         software_version=software_version(),
         box_opened_at=ballot.box_opened_at,
+        disputes=assessed.listed,
+        disputes_could_change=assessed.could_change,
+        voided=_voided(session, ballot=ballot),
     )
     files["declaration.html"] = declaration.render_html(facts).encode()
     files["declaration.pdf"] = declaration_pdf.render_pdf(facts)
@@ -246,6 +273,18 @@ def bundle(session: Session, *, ballot: Ballot) -> bytes:
     files["manifest.json"] = _pretty(manifest)
     files["manifest.sig"] = signing.sign(files["manifest.json"]).encode() + b"\n"
     return _zip(files, _required(ballot.published_at))
+
+
+def _voided(session: Session, *, ballot: Ballot) -> declaration.Voided | None:
+    proposal = voiding.confirmed(session, ballot=ballot)
+    if ballot.status != BallotStatus.voided or proposal is None or ballot.voided_at is None:
+        return None
+    return declaration.Voided(
+        at=ballot.voided_at,
+        reason=proposal.reason,
+        proposed_by=proposal.proposed_by,
+        confirmed_by=proposal.confirmed_by or "",
+    )
 
 
 def tally_receipt(session: Session, *, ballot: Ballot) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -79,6 +81,13 @@ class DeliveryStatus(StrEnum):
     sent = "sent"
     failed = "failed"
     cancelled = "cancelled"
+
+
+class DisputeChannel(StrEnum):
+    """How a dispute came in: recorded by the secretariat, or raised from a practice's link."""
+
+    secretariat = "secretariat"
+    voter_link = "voter_link"
 
 
 class ReceiptMode(StrEnum):
@@ -273,6 +282,69 @@ class SealedBallot(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     ballot_id: Mapped[int] = mapped_column(ForeignKey("ballot.id"))
     ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Dispute(Base):
+    """A challenge to a ballot: when, from whom, what it says; never a vote or a receipt.
+
+    It names at most the practice (the turnout register already says whether it voted), so
+    nothing here can be joined to a ballot-box entry.
+    """
+
+    __tablename__ = "dispute"
+    __table_args__ = (
+        CheckConstraint(_in("channel", DisputeChannel), name="channel"),
+        CheckConstraint("length(text) BETWEEN 1 AND 2000", name="text_length"),
+        # A practice raising one from its link is always known; the secretariat records who.
+        CheckConstraint(
+            "(channel = 'voter_link' AND ods_code IS NOT NULL AND recorded_by IS NULL) OR "
+            "(channel = 'secretariat' AND recorded_by IS NOT NULL)",
+            name="channel_source",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ballot_id: Mapped[int] = mapped_column(ForeignKey("ballot.id"), index=True)
+    # None when the challenge does not come from one practice (the LMC, a member of the public).
+    ods_code: Mapped[str | None] = mapped_column(String(6))
+    raised_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    text: Mapped[str] = mapped_column(Text)
+    channel: Mapped[DisputeChannel] = mapped_column(String(20))
+    recorded_by: Mapped[str | None] = mapped_column(String(100))
+    # "A vote was recorded for us but we did not vote": the one kind the declaration weighs.
+    claims_not_voted: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class VoidProposal(Base):
+    """The secretariat's proposal to void a ballot; it stands only once a scrutineer confirms it.
+
+    Never edited: a proposal is withdrawn (by either party) or confirmed, and a new reason is a
+    new proposal. At most one is pending per ballot.
+    """
+
+    __tablename__ = "void_proposal"
+    __table_args__ = (
+        CheckConstraint(
+            "withdrawn_at IS NULL OR confirmed_at IS NULL", name="withdrawn_or_confirmed"
+        ),
+        Index(
+            "uq_void_proposal_pending",
+            "ballot_id",
+            unique=True,
+            sqlite_where=text("withdrawn_at IS NULL AND confirmed_at IS NULL"),
+            postgresql_where=text("withdrawn_at IS NULL AND confirmed_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ballot_id: Mapped[int] = mapped_column(ForeignKey("ballot.id"), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    proposed_by: Mapped[str] = mapped_column(String(100))
+    proposed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    withdrawn_by: Mapped[str | None] = mapped_column(String(100))
+    withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    confirmed_by: Mapped[str | None] = mapped_column(String(100))
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class OutboxMessage(Base):

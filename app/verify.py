@@ -152,6 +152,7 @@ def verify(path: Path, *, key: str | None) -> list[Check]:
         ("ballots = practices voted", _turnout),
         ("votes within the period", _vote_times),
         ("countersignatures", _attestations),
+        ("disputes", _disputes),
     ]
     for name, step in steps:
         try:
@@ -482,6 +483,29 @@ def _attestations(bundle: Bundle) -> Check:
     if problems:
         return Check("countersignatures", False, "; ".join(problems))
     return Check("countersignatures", True, "valid, by " + "; ".join(good))
+
+
+def _disputes(bundle: Bundle) -> Check:
+    """Every dispute the trail records is in disputes.json, with the text the trail hashed."""
+    if "disputes.json" not in bundle.files:
+        return Check("disputes", True, "no disputes file: made before disputes were recorded")
+    listed = {d["id"]: d for d in json.loads(bundle.files["disputes.json"])}
+    recorded = {
+        e["payload"]["dispute_id"]: e for e in bundle.trail if e["action"] == "dispute_recorded"
+    }
+    if set(listed) != set(recorded):
+        missing = sorted(set(recorded) - set(listed))
+        extra = sorted(set(listed) - set(recorded))
+        return Check(
+            "disputes", False,
+            f"disputes.json and the trail disagree (only in the trail: {missing}; only in the "
+            f"file: {extra})",
+        )  # fmt: skip
+    for number, d in sorted(listed.items()):
+        digest = proof.sha256_hex(d["text"].encode())
+        if digest != recorded[number]["payload"]["text_sha256"]:
+            return Check("disputes", False, f"dispute {number}'s text is not the one recorded")
+    return Check("disputes", True, f"{len(listed)} recorded, each with the text its trail hashed")
 
 
 def report_html(path: Path, checks: list[Check]) -> str:

@@ -7,6 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app import clock, definitions, errors
+from app.models import Role
 from tests import factories
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "ballots" / "delegated-commissioning-2016.toml"
@@ -270,10 +271,17 @@ def test_published_result_can_be_voided_never_edited(
         ).status_code
         == 409
     )
-    voided = client.post(
+    proposed = client.post(
         f"/api/v1/ballots/{ballot_id}/void",
         json={"reason": "Roll omitted two practices."},
         headers=secretariat,
+    )
+    assert proposed.status_code == 201
+    scrutineer = factories.staff_headers(client, Role.scrutineer)
+    voided = client.post(
+        f"/api/v1/ballots/{ballot_id}/void/confirm",
+        json={"proposal_id": proposed.json()["id"]},
+        headers=scrutineer,
     )
     assert voided.status_code == 200
     assert voided.json()["status"] == "voided"

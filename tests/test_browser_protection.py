@@ -307,7 +307,7 @@ def test_every_state_changing_request_from_a_foreign_origin_is_refused_first(
 ) -> None:
     routes = _state_changing_routes(create_app())
     # The pages' forms are not in the API's schema.
-    routes += [("POST", f"/vote/{{token}}/{a}") for a in ("choices", "check", "submit")]
+    routes += [("POST", f"/vote/{{token}}/{a}") for a in ("choices", "check", "submit", "dispute")]
     routes += [("POST", "/ballots/{ballot_id}/check")]
     assert ("POST", "/api/v1/vote/{token}") in routes
     assert ("PUT", "/api/v1/ballots/{ballot_id}/roll") in routes

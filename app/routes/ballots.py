@@ -7,9 +7,19 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, status
 from pydantic import AwareDatetime, BaseModel, Field
 
-from app import ballots, definitions, errors, outbox, roll, sealed_box, staff, tally_key
+from app import (
+    ballots,
+    definitions,
+    errors,
+    outbox,
+    roll,
+    sealed_box,
+    staff,
+    tally_key,
+    voiding,
+)
 from app import turnout as turnout_figures
-from app.deps import AnyStaff, Secretariat, SessionDep
+from app.deps import AnyStaff, Scrutineer, Secretariat, SessionDep, VoidParty
 from app.models import (
     Ballot,
     BallotStatus,
@@ -17,6 +27,7 @@ from app.models import (
     MessageKind,
     ReceiptMode,
     RollEntry,
+    VoidProposal,
 )
 
 router = APIRouter(prefix="/api/v1/ballots", tags=["ballots"])
@@ -305,10 +316,66 @@ def publish(ballot_id: int, user: Secretariat, session: SessionDep) -> BallotOut
     return BallotOut.of(ballots.publish(session, ballot_id=ballot_id, actor=staff.actor(user)))
 
 
-@router.post("/{ballot_id}/void")
-def void(ballot_id: int, body: VoidIn, user: Secretariat, session: SessionDep) -> BallotOut:
+class VoidProposalOut(BaseModel):
+    """A proposal to void: pending until a scrutineer confirms it or either party withdraws it."""
+
+    id: int
+    reason: str
+    proposed_by: str
+    proposed_at: datetime
+    withdrawn_by: str | None
+    withdrawn_at: datetime | None
+    confirmed_by: str | None
+    confirmed_at: datetime | None
+
+    @classmethod
+    def of(cls, p: VoidProposal) -> "VoidProposalOut":
+        return cls(
+            id=p.id, reason=p.reason, proposed_by=p.proposed_by, proposed_at=p.proposed_at,
+            withdrawn_by=p.withdrawn_by, withdrawn_at=p.withdrawn_at,
+            confirmed_by=p.confirmed_by, confirmed_at=p.confirmed_at,
+        )  # fmt: skip
+
+
+class VoidProposalIn(definitions.Schema):
+    """The proposal read, so a different one put in its place is never confirmed by mistake."""
+
+    proposal_id: int = Field(ge=1, lt=2**31)
+
+
+@router.get("/{ballot_id}/void")
+def read_void_proposal(
+    ballot_id: int, _user: AnyStaff, session: SessionDep
+) -> VoidProposalOut | None:
+    ballot = ballots.get(session, ballot_id)
+    found = voiding.pending(session, ballot=ballot) or voiding.confirmed(session, ballot=ballot)
+    return VoidProposalOut.of(found) if found is not None else None
+
+
+@router.post("/{ballot_id}/void", status_code=status.HTTP_201_CREATED)
+def propose_void(
+    ballot_id: int, body: VoidIn, user: Secretariat, session: SessionDep
+) -> VoidProposalOut:
+    return VoidProposalOut.of(
+        voiding.propose(session, ballot_id=ballot_id, reason=body.reason, user=user)
+    )
+
+
+@router.post("/{ballot_id}/void/confirm")
+def confirm_void(
+    ballot_id: int, body: VoidProposalIn, user: Scrutineer, session: SessionDep
+) -> BallotOut:
     return BallotOut.of(
-        ballots.void(session, ballot_id=ballot_id, reason=body.reason, actor=staff.actor(user))
+        voiding.confirm(session, ballot_id=ballot_id, proposal_id=body.proposal_id, user=user)
+    )
+
+
+@router.post("/{ballot_id}/void/withdraw")
+def withdraw_void(
+    ballot_id: int, body: VoidProposalIn, user: VoidParty, session: SessionDep
+) -> VoidProposalOut:
+    return VoidProposalOut.of(
+        voiding.withdraw(session, ballot_id=ballot_id, proposal_id=body.proposal_id, user=user)
     )
 
 

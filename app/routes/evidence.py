@@ -105,7 +105,7 @@ def tally_receipt(ballot_id: int, user: AnyStaff, session: SessionDep) -> Any:
 )
 def evidence_bundle(ballot_id: int, user: AnyStaff, session: SessionDep) -> Response:
     ballot = ballots.get(session, ballot_id)
-    if ballot.status != BallotStatus.published:
+    if not evidence.was_published(ballot):
         return _before_result(session, ballot, user, "evidence bundle")
     content = evidence.bundle(session, ballot=ballot)
     filename = f"{ballot.reference}-evidence.zip"

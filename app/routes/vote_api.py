@@ -1,4 +1,4 @@
-"""The voter API: read the ballot by link, cast once."""
+"""The voter API: read the ballot by link, cast once, raise a dispute."""
 
 from datetime import datetime
 from typing import Annotated, Any
@@ -6,7 +6,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import AfterValidator, BaseModel, Field
 
-from app import definitions, errors, voting
+from app import definitions, disputes, errors, voting
 from app.deps import SessionDep, VoterLink, count_link_attempt
 from app.mail import vote_url
 
@@ -117,3 +117,31 @@ def cast_vote(token: str, body: CastIn, session: SessionDep) -> ReceiptOut:
         detail="Your practice's vote has been recorded. Keep this receipt code to check, once "
         "the result is published, that your ballot was counted.",
     )
+
+
+class DisputeIn(definitions.Schema):
+    """A practice's dispute: one paragraph, and whether it says a vote was recorded for the
+    practice that it did not cast. Never how anyone voted."""
+
+    text: Annotated[definitions.Text, Field(max_length=disputes.MAX_TEXT)]
+    claims_not_voted: bool = False
+
+
+class DisputeRaisedOut(BaseModel):
+    raised_at: datetime
+    detail: str
+
+
+@router.post(
+    "/disputes",
+    status_code=201,
+    dependencies=[Depends(json_only)],
+    responses={415: {"description": "The body is not JSON (Content-Type: application/json)"}},
+)
+def raise_dispute(
+    token: str, body: DisputeIn, link: VoterLink, session: SessionDep
+) -> DisputeRaisedOut:
+    dispute = disputes.raise_from_link(
+        session, link=link, text=body.text, claims_not_voted=body.claims_not_voted
+    )
+    return DisputeRaisedOut(raised_at=dispute.raised_at, detail=disputes.RECEIVED)

@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse
 from markupsafe import Markup, escape
 from starlette.datastructures import FormData
 
-from app import ballots, clock, crypto, definitions, errors, voting
+from app import ballots, clock, crypto, definitions, disputes, errors, voting
 from app.deps import SessionDep, VoterLink, count_link_attempt
 from app.routes import templates
 
@@ -160,7 +160,7 @@ def _can_vote(v: voting.VoterView) -> bool:
 
 def _status(request: Request, v: voting.VoterView, token: str) -> HTMLResponse:
     """Already voted, not yet open, closed, published or void: what the link can do now."""
-    return _page(request, "vote_status.html", v=v, token=token)
+    return _page(request, "vote_status.html", v=v, token=token, can_dispute=disputes.can_raise(v))
 
 
 # The step after the questions: who is submitting, which is optional.
@@ -321,3 +321,72 @@ def submit(token: str, form: PostedForm, request: Request, session: SessionDep) 
     )
     v = voting.view(session, link=link)
     return _page(request, "vote_receipt.html", v=v, token=token, receipt_code=receipt_code)
+
+
+def _dispute_page(
+    request: Request,
+    v: voting.VoterView,
+    token: str,
+    *,
+    text: str = "",
+    claims_not_voted: bool = False,
+    problem: str | None = None,
+) -> HTMLResponse:
+    return _page(
+        request,
+        "vote_dispute.html",
+        status_code=422 if problem else 200,
+        v=v,
+        token=token,
+        forms=_forms(token, "dispute"),
+        text=text,
+        claims_not_voted=claims_not_voted,
+        problem=problem,
+    )
+
+
+@router.get("/dispute", response_class=HTMLResponse)
+def dispute_form(
+    token: str, link: VoterLink, request: Request, session: SessionDep
+) -> HTMLResponse:
+    v = voting.view(session, link=link)
+    if not disputes.can_raise(v):
+        return _status(request, v, token)
+    return _dispute_page(request, v, token)
+
+
+@router.post("/dispute", response_class=HTMLResponse)
+def raise_dispute(
+    token: str, form: PostedForm, link: VoterLink, request: Request, session: SessionDep
+) -> HTMLResponse:
+    v = voting.view(session, link=link)
+    if not disputes.can_raise(v):
+        return _status(request, v, token)
+    posted = form.get("text")
+    text = posted.strip() if isinstance(posted, str) else ""
+    # Only a practice recorded as voted can say a vote was recorded that it did not cast.
+    claims = form.get("claims_not_voted") == "yes" and v.practice.voted_at is not None
+    problem = None
+    if not text:
+        problem = "Say what the dispute is about"
+    elif len(text) > disputes.MAX_TEXT:
+        problem = f"The dispute must be {disputes.MAX_TEXT:,} characters or fewer"
+    else:
+        try:
+            definitions.running_text(text)
+        except ValueError:
+            problem = "The dispute must be plain text, without control characters"
+    if problem is not None:
+        return _dispute_page(
+            request, v, token, text=text[: disputes.MAX_TEXT], claims_not_voted=claims,
+            problem=problem,
+        )  # fmt: skip
+    dispute = disputes.raise_from_link(session, link=link, text=text, claims_not_voted=claims)
+    return _page(
+        request,
+        "vote_dispute_done.html",
+        v=v,
+        token=token,
+        raised_at=dispute.raised_at,
+        received=disputes.RECEIVED,
+    )
