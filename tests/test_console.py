@@ -16,6 +16,8 @@ from fastapi.testclient import TestClient
 from app import clock, signing, staff, verify
 from app.db import session_scope
 from app.models import Role
+from app.routes import console as console_routes
+from app.routes import vote_pages
 from tests import factories
 
 pytestmark = pytest.mark.db
@@ -328,3 +330,47 @@ def test_the_secretariat_runs_a_ballot_from_the_console_alone(
     assert "Intact" in audit
     assert "entries chain from the first to the last" in audit
     assert "2 ballots" in audit
+
+
+def test_disputes_and_a_void_need_the_secretariat_and_then_the_scrutineer(
+    client: TestClient, secretariat: dict[str, str], frozen_clock: datetime
+) -> None:
+    ballot_id = factories.open_ballot(client, secretariat)
+    factories.cast_votes(client, ["For", "Against"])
+    factories.close_and_publish(client, secretariat, ballot_id)
+    client = console(client)
+    sign_in(client, "secretariat-user", Role.secretariat)
+    url = f"/console/ballots/{ballot_id}"
+
+    empty = post_form(client, f"{url}/disputes", f"{url}/disputes", {"text": " "})
+    assert empty.status_code == 422
+    assert "Say what the dispute is about" in main_text(empty)
+    recorded = post_form(
+        client, f"{url}/disputes", f"{url}/disputes",
+        {"ods_code": "g83002", "text": "Our partners did not vote.", "claims_not_voted": "yes"},
+    )  # fmt: skip
+    assert recorded.status_code == 303, recorded.text
+    listed = main_text(client.get(f"{url}/disputes"))
+    assert "G83002" in listed
+    assert "Says it did not vote Our partners did not vote." in listed
+
+    no_reason = post_form(client, f"{url}/void", f"{url}/void", {"reason": ""})
+    assert no_reason.status_code == 422
+    proposed = post_form(client, f"{url}/void", f"{url}/void", {"reason": "The roll was wrong."})
+    assert proposed.status_code == 303, proposed.text
+    page = client.get(f"{url}/void")
+    assert "Confirm: the ballot is void" not in page.text  # not the proposer's to confirm
+    proposal = hidden_fields(page, f"{url}/void/withdraw")["proposal_id"]
+    token = vote_pages.form_token(console_routes.CONSOLE_FORM, f"{url}/void/confirm")
+    own = client.post(
+        f"{url}/void/confirm", data={"form_token": token, "proposal_id": proposal},
+        follow_redirects=False,
+    )  # fmt: skip
+    assert own.status_code == 403
+    assert client.get(f"/api/v1/ballots/{ballot_id}").json()["status"] == "published"
+
+    sign_in(client, factories.SCRUTINEER, Role.scrutineer)
+    confirmed = post_form(client, f"{url}/void", f"{url}/void/confirm")
+    assert confirmed.status_code == 303, confirmed.text
+    assert "The ballot is void" in main_text(client.get(confirmed.headers["location"]))
+    assert client.get(f"/api/v1/ballots/{ballot_id}").json()["status"] == "voided"

@@ -3,7 +3,8 @@ opening it. Plain HTML forms that work without JavaScript; each posts a signed f
 each action that cannot be undone asks first and says what will happen.
 
 The running ballot (turnout, reminders, close, publish), the scrutineer's pages and the auditor's
-view are in console_running.py and console_review.py; all three share the helpers here.
+view, and disputes and voiding are in console_running.py, console_review.py and
+console_disputes.py; they share the helpers here.
 """
 
 import contextlib
@@ -49,6 +50,10 @@ DONE = {
     "box_opened": "The ballot box was opened and counted.",
     "countersigned": "You countersigned the count.",
     "published": "The result is published.",
+    "dispute": "The dispute was recorded. It will be listed in the declaration.",
+    "void_proposed": "The proposal to void the ballot waits for the scrutineer to confirm it.",
+    "voided": "The ballot is void. A new declaration says so, and why.",
+    "void_withdrawn": "The proposal to void the ballot was withdrawn.",
 }
 
 STATUS_COLOURS = {
