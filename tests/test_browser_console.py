@@ -223,9 +223,9 @@ def test_the_secretariat_runs_the_example_ballot_in_the_console(
     office.link("Audit trail and register")
     office.main().to_contain_text("entries chain from the first to the last")
     office.check("audit")
-    path = ballot_url.removeprefix(server.url)
-    office.go(f"{path}/disputes", "disputes")
-    office.go(f"{path}/void", "void")
+    here = ballot_url.removeprefix(server.url)
+    office.go(f"{here}/disputes", "disputes")
+    office.go(f"{here}/void", "void")
     office.go("/console", "ballots")
 
     seen = {**office.seen, **{f"{k} (scrutineer)": v for k, v in lmc.seen.items()}}

@@ -1,6 +1,7 @@
 """The staff console: sign in by form, then a whole ballot run from its pages alone, as the
 secretariat, the scrutineer and an auditor would, with every refusal shown on the page."""
 
+import base64
 import html
 import io
 import json
@@ -11,9 +12,10 @@ from pathlib import Path
 
 import httpx2 as httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
 
-from app import clock, signing, staff, verify
+from app import clock, proof, signing, staff, verify
 from app.db import session_scope
 from app.models import Role
 from app.routes import console as console_routes
@@ -374,3 +376,44 @@ def test_disputes_and_a_void_need_the_secretariat_and_then_the_scrutineer(
     assert confirmed.status_code == 303, confirmed.text
     assert "The ballot is void" in main_text(client.get(confirmed.headers["location"]))
     assert client.get(f"/api/v1/ballots/{ballot_id}").json()["status"] == "voided"
+
+
+def test_an_auditor_countersigns_the_published_result_from_the_audit_page(
+    client: TestClient, secretariat: dict[str, str], frozen_clock: datetime
+) -> None:
+    ballot_id = factories.published_ballot(client, secretariat)
+    receipt = client.get(f"/api/v1/ballots/{ballot_id}/receipt", headers=secretariat).json()
+    fingerprint = receipt["receipt"]["fingerprint"]
+    key = Ed25519PrivateKey.generate()
+    public = base64.b64encode(key.public_key().public_bytes_raw()).decode()
+    words = {"name": "Dr Ann Example", "capacity": "Lay chair", "statement": "I recounted it."}
+    message = proof.attestation_message(fingerprint=fingerprint, **words)
+    signed = {
+        **words,
+        "fingerprint": fingerprint,
+        "signature": base64.b64encode(key.sign(message)).decode(),
+    }
+    client = console(client)
+    sign_in(client, "auditor-user", Role.auditor)
+    url = f"/console/ballots/{ballot_id}"
+    assert "Nobody has countersigned the published result yet" in main_text(
+        client.get(f"{url}/audit")
+    )
+
+    def upload(content: bytes) -> httpx.Response:
+        file = ("attestation", ("attestation.json", content, "application/json"))
+        return post_form(client, f"{url}/audit", f"{url}/attestations", files=[file])
+
+    unregistered = upload(json.dumps(signed).encode())
+    assert unregistered.status_code == 409
+    assert "Register your public key first" in main_text(unregistered)
+    registered = post_form(client, f"{url}/audit", f"{url}/attestation-key", {"public_key": public})
+    assert registered.status_code == 303, registered.text
+    garbled = upload(b"{not json")
+    assert garbled.status_code == 422
+    assert "not a countersignature written by `mandate attest`" in main_text(garbled)
+    accepted = upload(json.dumps(signed).encode())
+    assert accepted.status_code == 303, accepted.text
+    audit = main_text(client.get(f"{url}/audit"))
+    assert "Dr Ann Example Lay chair" in audit
+    assert "I recounted it." in audit

@@ -54,6 +54,8 @@ DONE = {
     "void_proposed": "The proposal to void the ballot waits for the scrutineer to confirm it.",
     "voided": "The ballot is void. A new declaration says so, and why.",
     "void_withdrawn": "The proposal to void the ballot was withdrawn.",
+    "attestation_key": "Your countersigning key was registered.",
+    "attested": "Your countersignature was recorded in the trail and the bundle.",
 }
 
 STATUS_COLOURS = {
