@@ -450,6 +450,7 @@ def demo(file: Path = DEMO_BALLOT) -> None:
     if status == BallotStatus.draft:
         _open(ballot_id, acknowledge_warnings=True)
     console.print(f"Invitations are in {get_settings().maildir}/new (one .eml per address).")
+    console.print(f"Staff console: {get_settings().base_url.rstrip('/')}/console")
     console.print("Sample voter links:")
     for link in _sample_links(3):
         console.print(f"  {link}")
