@@ -229,6 +229,13 @@ def test_the_secretariat_runs_a_ballot_from_the_console_alone(
     )
     assert tally.status_code == 303, tally.text
 
+    notice = client.get(f"{url}/notice")
+    assert "Every address of the 41 practices" in main_text(notice)
+    sent = post_form(client, f"{url}/notice", f"{url}/notice")
+    assert sent.status_code == 303, sent.text
+    assert "Sent at" in main_text(client.get(url))
+    assert client.get(f"/api/v1/ballots/{ballot_id}/deliveries").json()[0]["kind"] == "notice"
+
     # Not approved yet: the confirmation page says so, and opening is refused on it.
     confirm = client.get(f"{url}/open")
     assert "The scrutineer has not approved the ballot" in main_text(confirm)
