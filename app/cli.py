@@ -502,9 +502,18 @@ def verify(
         typer.Option(help="The service's public key (base64 or a file), from outside the bundle"),
     ] = None,
     report: Annotated[Path | None, typer.Option(help="Also write a printable HTML report")] = None,
+    anchor: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A hash kept from an email (an audit-chain head, a ballot-box root or sealed "
+            "hash) that must be in the bundle; repeat for several"
+        ),
+    ] = None,
 ) -> None:
     """Check an evidence bundle offline; exit 0 only if every check passes."""
-    checks = verification.verify(bundle, key=_public_key_text(key) if key else None)
+    checks = verification.verify(
+        bundle, key=_public_key_text(key) if key else None, anchors=anchor or ()
+    )
     for check in checks:
         mark = "[green]✓[/green]" if check.ok else "[red]✗[/red]"
         console.print(f"{mark} {check.name}: {escape(check.detail)}")

@@ -1,0 +1,177 @@
+"""Announcements that anchor the record outside the server: what the emails carry, and
+`mandate verify --anchor`, which catches a trail rewritten after an email named its head."""
+
+import base64
+import json
+import mailbox
+import re
+import zipfile
+from email.message import Message
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from app import cli, config, mail, outbox, proof, signing
+from app import verify as verification
+from tests import factories
+
+# How the confirmation and close emails print the audit trail's head.
+HEAD = re.compile(r"entry (\d+), with hash\s+([0-9a-f]{64})")
+
+
+def _delivered(subject_starts: str) -> list[Message]:
+    outbox.deliver_pending()
+    maildir = config.get_settings().maildir
+    assert maildir is not None
+    return [
+        m
+        for m in mailbox.Maildir(maildir, create=False)
+        if str(m["Subject"]).startswith(subject_starts)
+    ]
+
+
+def _head_in(message: Message) -> tuple[int, str]:
+    found = HEAD.search(mail.plain_text(message))
+    assert found is not None, mail.plain_text(message)
+    return int(found.group(1)), found.group(2)
+
+
+def _invoke(*args: str) -> tuple[int, str]:
+    """Run `mandate ARGS` in this process: (exit code, what it printed, line wrapping undone)."""
+    result = CliRunner().invoke(cli.app, list(args))
+    return result.exit_code, " ".join(result.output.split())
+
+
+def _members(path: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(path) as archive:
+        return {info.filename: archive.read(info) for info in archive.infolist()}
+
+
+def _pretty(value: Any) -> bytes:
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False).encode() + b"\n"
+
+
+def _rewritten(source: Path, target: Path, *, seq: int, key: Ed25519PrivateKey) -> Path:
+    """The bundle a forger holding a key would publish after rewriting audit entry `seq`.
+
+    Every hash after the change is recomputed, the manifest and evidence record follow the new
+    head, and the manifest is signed again, so every check on the bundle alone still passes.
+    """
+    files = _members(source)
+    trail = [json.loads(line) for line in files["audit_log.jsonl"].decode().splitlines()]
+    trail[seq - 1]["actor"] = "staff:someone-else"
+    prev = trail[seq - 2]["hash"] if seq > 1 else proof.GENESIS
+    renamed = {}
+    for entry in trail[seq - 1 :]:
+        entry["prev"] = prev
+        old, entry["hash"] = entry["hash"], proof.entry_hash(entry)
+        renamed[old] = prev = entry["hash"]
+    files["audit_log.jsonl"] = b"".join(proof.canonical_json(e) + b"\n" for e in trail)
+    manifest = json.loads(files["manifest.json"])
+    evidence = manifest["evidence"]
+    evidence["audit_at_publish"]["hash"] = renamed[evidence["audit_at_publish"]["hash"]]
+    manifest["fingerprint"] = proof.fingerprint(evidence)
+    manifest["audit_head"]["hash"] = trail[-1]["hash"]
+    public = signing.public_b64(key)
+    manifest["signing_key"] |= {"public_key": public, "fingerprint": proof.key_fingerprint(public)}
+    manifest["files"] = {name: proof.sha256_hex(files[name]) for name in manifest["files"]}
+    files["manifest.json"] = _pretty(manifest)
+    files["manifest.sig"] = base64.b64encode(key.sign(files["manifest.json"])) + b"\n"
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w") as new:
+        for info in old.infolist():
+            new.writestr(info, files[info.filename])
+    return target
+
+
+@pytest.fixture
+def published_id(client: TestClient, secretariat: dict[str, str], frozen_clock: object) -> int:
+    return factories.published_ballot(client, secretariat)
+
+
+@pytest.fixture
+def bundle(
+    client: TestClient, secretariat: dict[str, str], published_id: int, tmp_path: Path
+) -> Path:
+    response = client.get(f"/api/v1/ballots/{published_id}/evidence", headers=secretariat)
+    assert response.status_code == 200, response.text
+    path = tmp_path / "bundle.zip"
+    path.write_bytes(response.content)
+    return path
+
+
+@pytest.fixture
+def service_key(client: TestClient) -> str:
+    key: str = client.get("/api/v1/signing-key").json()["current"]["public_key"]
+    return key
+
+
+# --- mandate verify --anchor -----------------------------------------------------------------
+
+
+def test_a_head_kept_from_a_confirmation_is_found_on_the_bundles_chain(
+    bundle: Path, service_key: str
+) -> None:
+    confirmation = next(m for m in _delivered("Vote recorded") if "g83001" in str(m["To"]))
+    seq, head = _head_in(confirmation)
+    code, output = _invoke("verify", str(bundle), "--key", service_key, "--anchor", head)
+    assert code == 0, output
+    assert f"✓ anchor {head[:16]}…: audit entry {seq} (" in output
+    assert "All checks passed." in output
+
+
+def test_several_anchors_each_say_where_they_were_found(bundle: Path, service_key: str) -> None:
+    closed = next(m for m in _delivered("Voting has closed") if "g83002" in str(m["To"]))
+    seq, head = _head_in(closed)
+    trail = verification.read(bundle).trail
+    sealed = next(e for e in trail if e["action"] == "closed")["payload"]["sealed_sha256"]
+    root = verification.read(bundle).evidence["ballot_box_root"]
+    code, output = _invoke(
+        "verify", str(bundle), "--key", service_key,
+        "--anchor", head, "--anchor", sealed.upper(), "--anchor", root,
+    )  # fmt: skip
+    assert code == 0, output
+    assert f"audit entry {seq} (" in output
+    assert "the sealed box fixed at close (entry" in output
+    assert "8 sealed ballots" in output
+    assert "the ballot-box root in entry" in output
+
+
+def test_an_anchor_not_in_the_bundle_fails_with_a_clear_line(
+    bundle: Path, service_key: str
+) -> None:
+    stranger = proof.sha256_hex(b"another ballot")
+    code, output = _invoke("verify", str(bundle), "--key", service_key, "--anchor", stranger)
+    assert code == 1
+    assert f"✗ anchor {stranger[:16]}…: not in this bundle" in output
+    assert "The bundle does NOT verify." in output
+    code, output = _invoke("verify", str(bundle), "--key", service_key, "--anchor", "abc123")
+    assert code == 1
+    assert '"abc123" is not a SHA-256 hash' in output
+
+
+def test_a_rewritten_chain_that_verifies_alone_is_caught_by_the_kept_head(
+    bundle: Path, service_key: str, tmp_path: Path
+) -> None:
+    confirmation = next(m for m in _delivered("Vote recorded") if "g83001" in str(m["To"]))
+    seq, head = _head_in(confirmation)
+    forger = Ed25519PrivateKey.generate()
+    forged = _rewritten(bundle, tmp_path / "forged.zip", seq=2, key=forger)
+    assert seq > 2  # the rewrite lies before the head the email kept
+
+    # On its own the forged bundle stands: chain, fingerprint, signature (by the forger's key).
+    alone = verification.verify(forged, key=signing.public_b64(forger))
+    assert all(c.ok for c in alone), [c for c in alone if not c.ok]
+    assert verification.read(forged).trail[seq - 1]["hash"] != head
+
+    code, output = _invoke(
+        "verify", str(forged), "--key", signing.public_b64(forger), "--anchor", head
+    )
+    assert code == 1
+    assert "✓ audit chain" in output
+    assert f"✗ anchor {head[:16]}…: not in this bundle" in output
+    # The genuine bundle holds the same head.
+    assert _invoke("verify", str(bundle), "--key", service_key, "--anchor", head)[0] == 0
