@@ -188,6 +188,7 @@ def bundle(session: Session, *, ballot: Ballot) -> bytes:
         name = f"attestations/{n:02d}-{_slug(entry.payload['name'])}.json"
         files[name] = _pretty(attestation_file(entry))
     key = signing.register(session)
+    closed = next((e for e in reversed(entries) if e.action == "closed"), None)
     facts = declaration.Facts(
         reference=ballot.reference,
         title=ballot.title,
@@ -223,6 +224,9 @@ def bundle(session: Session, *, ballot: Ballot) -> bytes:
         signing_key_fingerprint=proof.key_fingerprint(key.public_key),
         software_version=software_version(),
         box_opened_at=ballot.box_opened_at,
+        sealed_sha256=closed.payload.get("sealed_sha256") if closed else None,
+        ballots_sealed=closed.payload.get("ballots_cast") if closed else None,
+        ballot_box_root=found.record["ballot_box_root"],
     )
     files["declaration.html"] = declaration.render_html(facts).encode()
     files["declaration.pdf"] = declaration_pdf.render_pdf(facts)

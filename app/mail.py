@@ -6,7 +6,7 @@ import mailbox
 import re
 import smtplib
 import ssl
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from email.message import EmailMessage, Message
 from pathlib import Path
 from typing import Any, Protocol
@@ -72,8 +72,9 @@ def render(
     message_id: str,
     link: str | None = None,
     audit_head: tuple[int, str] | None = None,
+    facts: Mapping[str, Any] | None = None,
 ) -> EmailMessage:
-    """The message, in plain text and HTML from the one template."""
+    """The message, in plain text and HTML from the one template; `facts` are the kind's own."""
     settings = get_settings()
     text = _templates.get_template(f"{kind.value}.txt").render(
         ballot=ballot,
@@ -88,6 +89,7 @@ def render(
         sender=settings.mail_from,
         papers=papers_url(ballot.id),
         key_fingerprint=proof.key_fingerprint(signing.public_b64()),
+        **(facts or {}),
     )
     message = EmailMessage()
     message["From"] = settings.mail_from

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from email.utils import make_msgid, parseaddr
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -225,6 +225,8 @@ class _Claimed:
     cancelled: str | None = None
     # The audit trail's head as the message left, for copies kept outside the server.
     audit_head: tuple[int, str] | None = None
+    # What this kind of message tells beyond the ballot and practice (see _facts).
+    facts: dict[str, Any] | None = None
 
 
 def _mint_links(ids: list[int]) -> list[_Claimed]:
@@ -242,10 +244,13 @@ def _mint_links(ids: list[int]) -> list[_Claimed]:
         )
         now = clock.now()
         heads: dict[int, tuple[int, str] | None] = {}
+        facts: dict[tuple[int, str], dict[str, Any]] = {}
         for message, practice, ballot in rows:
             if ballot.id not in heads:
                 head = audit.head(session, ballot=ballot)
                 heads[ballot.id] = (head.seq, head.hash) if head else None
+            if (ballot.id, message.kind) not in facts:
+                facts[ballot.id, message.kind] = _facts(session, kind=message.kind, ballot=ballot)
             reason = _no_longer_wanted(message, practice, ballot)
             if reason is not None:
                 claimed.append(_Claimed(message, practice, ballot, None, cancelled=reason))
@@ -267,10 +272,30 @@ def _mint_links(ids: list[int]) -> list[_Claimed]:
                     ods_code=practice.ods_code, to=message.to_address, kind=message.kind,
                 )  # fmt: skip
             claimed.append(
-                _Claimed(message, practice, ballot, link, link_hash, audit_head=heads[ballot.id])
-            )
+                _Claimed(
+                    message, practice, ballot, link, link_hash, audit_head=heads[ballot.id],
+                    facts=facts[ballot.id, message.kind],
+                )
+            )  # fmt: skip
     # Committed before anything is sent: a link that reaches a practice is always known here.
     return claimed
+
+
+def _facts(session: Session, *, kind: str, ballot: Ballot) -> dict[str, Any]:
+    """What a message of this kind tells beyond the ballot and practice, as it stands now."""
+    if kind == MessageKind.closed:
+        # The commitment the close fixed, from the trail: the email repeats what the
+        # evidence must later contain, so a box swapped before the count would show.
+        closed = audit.last(session, ballot=ballot, action="closed")
+        commitment = None
+        if closed is not None and closed.payload.get("sealed_sha256"):
+            commitment = {
+                "seq": closed.seq,
+                "sealed_sha256": closed.payload["sealed_sha256"],
+                "ballots_sealed": closed.payload["ballots_cast"],
+            }
+        return {"commitment": commitment}
+    return {}
 
 
 @dataclass
@@ -294,7 +319,7 @@ def _send(claimed: list[_Claimed]) -> _Sent:
                 rendered = mail.render(
                     MessageKind(c.message.kind), ballot=c.ballot, practice=c.practice,
                     to=c.message.to_address, message_id=c.message.message_id, link=c.link,
-                    audit_head=c.audit_head,
+                    audit_head=c.audit_head, facts=c.facts,
                 )  # fmt: skip
                 in_flight = c
                 try:

@@ -175,3 +175,31 @@ def test_a_rewritten_chain_that_verifies_alone_is_caught_by_the_kept_head(
     assert f"✗ anchor {head[:16]}…: not in this bundle" in output
     # The genuine bundle holds the same head.
     assert _invoke("verify", str(bundle), "--key", service_key, "--anchor", head)[0] == 0
+
+
+# --- the close email and the declaration carry the box commitment ----------------------------
+
+
+def test_the_close_email_carries_the_sealed_box_commitment_the_declaration_shows(
+    client: TestClient, secretariat: dict[str, str], bundle: Path, service_key: str
+) -> None:
+    closed = verification.read(bundle).only("closed")
+    sealed = closed["payload"]["sealed_sha256"]
+    emails = _delivered("Voting has closed")
+    assert len(emails) == 9  # every address, voted or not
+    for email in emails:
+        text = " ".join(mail.plain_text(email).split())
+        assert (
+            f"sealed at close holding 8 ballots, and the audit trail fixed it (entry "
+            f"{closed['seq']})" in text
+        )
+        assert sealed in text
+        assert f"--anchor {sealed}" in text
+    declaration = _members(bundle)["declaration.html"].decode()
+    root = verification.read(bundle).evidence["ballot_box_root"]
+    for digest in (sealed, root):
+        grouped = " ".join(digest[i : i + 4] for i in range(0, 64, 4))
+        assert grouped in declaration
+    assert "Sealed box fixed at close (8 ballots), SHA-256:" in declaration
+    # What the email says to do with it works on the published bundle.
+    assert _invoke("verify", str(bundle), "--key", service_key, "--anchor", sealed)[0] == 0
