@@ -33,6 +33,8 @@ _SUBJECTS = {
     MessageKind.extension: "Voting extended: {title} ({organisation})",
     MessageKind.closed: "Voting has closed: {title} ({organisation})",
     MessageKind.notice: "Notice of ballot: {title} ({organisation})",
+    MessageKind.published: "Result published: {title} ({organisation})",
+    MessageKind.digest: "Scrutineer's daily digest: {title} ({organisation})",
 }
 # Kinds whose message carries a voting link, minted when the message is sent.
 WITH_LINK = frozenset({MessageKind.invitation, MessageKind.new_link, MessageKind.reminder})
@@ -67,7 +69,7 @@ def render(
     kind: MessageKind,
     *,
     ballot: Ballot,
-    practice: RollEntry,
+    practice: RollEntry | None,
     to: str,
     message_id: str,
     link: str | None = None,

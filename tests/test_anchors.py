@@ -203,3 +203,76 @@ def test_the_close_email_carries_the_sealed_box_commitment_the_declaration_shows
     assert "Sealed box fixed at close (8 ballots), SHA-256:" in declaration
     # What the email says to do with it works on the published bundle.
     assert _invoke("verify", str(bundle), "--key", service_key, "--anchor", sealed)[0] == 0
+
+
+# --- the publication announcement ------------------------------------------------------------
+
+SCRUTINEER_EMAIL = "sam.okafor@lmc.example"
+LMC_EMAIL = "secretary@lmc.example"
+GOVERNANCE = {
+    "scrutineer": "Sam Okafor, LMC",
+    "scrutineer_accounts": [factories.SCRUTINEER],
+    "scrutineer_emails": {factories.SCRUTINEER: SCRUTINEER_EMAIL},
+    "lmc_contact_email": LMC_EMAIL,
+}
+
+
+def test_the_publication_reaches_every_address_the_scrutineer_and_the_lmc_without_choices(
+    client: TestClient, secretariat: dict[str, str], frozen_clock: object, tmp_path: Path
+) -> None:
+    ballot_id = factories.published_ballot(client, secretariat, governance=GOVERNANCE)
+    response = client.get(f"/api/v1/ballots/{ballot_id}/evidence", headers=secretariat)
+    before = response.content
+    announcements = _delivered("Result published")
+    roll_addresses = [a for row in factories.roll(9) for a in row["emails"]]
+    assert sorted(str(m["To"]) for m in announcements) == sorted(
+        [*roll_addresses, SCRUTINEER_EMAIL, LMC_EMAIL]
+    )
+    bundle = tmp_path / "bundle.zip"
+    bundle.write_bytes(before)
+    record = verification.read(bundle)
+    fingerprint = " ".join(record.manifest["fingerprint"][i : i + 4] for i in range(0, 64, 4))
+    receipts = [r["receipt_code"] for r in record.csv("receipts.csv")]
+    for message in announcements:
+        text = mail.plain_text(message)
+        assert "DECLARATION OF RESULT" in text
+        assert "Question 1: Apply for delegated commissioning from 1 April 2017?" in text
+        assert "Practices: For 5, Against 2, Abstain 1, cast 8 of 9 eligible" in text
+        assert "Outcome: Carried" in text
+        assert fingerprint in text
+        assert f"/api/v1/ballots/{ballot_id}/evidence" in text
+        assert "Practices recorded as voted: 8 of 9." in text
+        for i in range(8):
+            assert f"  - Practice {i + 1} (G{83001 + i})\n" in text
+        assert "- Practice 9 (G83009)" not in text
+        # Never how anyone voted: no line names a practice with an option, no receipt is shown.
+        for line in text.splitlines():
+            if re.search(r"\(G\d{5}\)", line):
+                assert not re.search(r"\b(For|Against|Abstain)\b", line), line
+        assert not any(code in text for code in receipts)
+        assert "/vote/" not in text
+        seq, head = _head_in(message)
+        assert record.entry(seq) is not None
+        assert record.trail[seq - 1]["hash"] == head
+    assert "This email is for Practice 1 (G83001)." in mail.plain_text(
+        next(m for m in announcements if "g83001" in str(m["To"]))
+    )
+    # The bundle does not list the announcement's own delivery: it was sent after the record.
+    again = client.get(f"/api/v1/ballots/{ballot_id}/evidence", headers=secretariat).content
+    (tmp_path / "again.zip").write_bytes(again)
+    kinds = {r["kind"] for r in verification.read(tmp_path / "again.zip").csv("deliveries.csv")}
+    assert "closed" in kinds
+    assert "published" not in kinds
+
+
+def test_an_address_for_a_scrutineer_the_ballot_does_not_name_is_refused(
+    client: TestClient, secretariat: dict[str, str], frozen_clock: object
+) -> None:
+    governance = GOVERNANCE | {"scrutineer_emails": {"someone-else": SCRUTINEER_EMAIL}}
+    body = factories.definition(governance=governance)
+    response = client.post("/api/v1/ballots", json=body, headers=secretariat)
+    assert response.status_code == 422
+    assert "someone-else, not in scrutineer_accounts" in response.json()["detail"]
+    bad = factories.definition(governance=GOVERNANCE | {"lmc_contact_email": "not an address"})
+    assert client.post("/api/v1/ballots", json=bad, headers=secretariat).status_code == 422
+    assert client.get("/api/v1/ballots", headers=secretariat).json() in ([], {"ballots": []})
