@@ -4,14 +4,18 @@ practice, each scrutineer and the LMC, and the scrutineers' daily digest while a
 Each is queued in the outbox like any email; what it says is worked out when it is sent.
 """
 
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app import declaration, evidence, outbox, roll
+from app import audit, ballots, clock, declaration, errors, evidence, outbox, roll
 from app.config import get_settings
-from app.models import Ballot, DeliveryStatus, MessageKind, OutboxMessage
+from app.db import session_scope
+from app.models import Ballot, BallotStatus, DeliveryStatus, MessageKind, OutboxMessage
+
+DIGEST_QUEUED = "digest_queued"
 
 
 def scrutineer_addresses(ballot: Ballot) -> list[str]:
@@ -71,3 +75,74 @@ def failed_deliveries(session: Session, *, ballot: Ballot) -> int:
         )
         or 0
     )
+
+
+def london_day(at: datetime | None = None) -> date:
+    """The day in England, which is what "once a day" means to the scrutineer."""
+    return (at or clock.now()).astimezone(clock.LONDON).date()
+
+
+def queue_digest(session: Session, *, ballot_id: int, actor: str) -> bool:
+    """Queue today's digest to the ballot's scrutineers; False if today's is already queued."""
+    # The row lock (SQLite: the one writer) makes a second server wait, then find it done.
+    ballot = ballots.get(session, ballot_id, lock="update")
+    if ballot.status != BallotStatus.open:
+        raise errors.WrongState(
+            f"Ballot {ballot.id} is {ballot.status}: the scrutineers' digest goes only while "
+            "it is open."
+        )
+    addresses = scrutineer_addresses(ballot)
+    if not addresses:
+        raise NoScrutineerAddress(
+            f"Ballot {ballot.id} gives no scrutineer an email address, so there is nobody to "
+            "send the digest to: its definition's governance section lists them in "
+            "scrutineer_emails."
+        )
+    today = london_day().isoformat()
+    last = audit.last(session, ballot=ballot, action=DIGEST_QUEUED)
+    if last is not None and last.payload.get("day") == today:
+        return False
+    # In the trail, so the record shows the scrutineers were kept informed, and when.
+    audit.append(
+        session, ballot=ballot, actor=actor, action=DIGEST_QUEUED, day=today,
+        recipients=len(addresses),
+    )  # fmt: skip
+    outbox.enqueue(
+        session, kind=MessageKind.digest, ballot=ballot, practice=None, addresses=addresses
+    )
+    return True
+
+
+class NoScrutineerAddress(errors.Conflict):
+    pass
+
+
+def queue_digests() -> list[str]:
+    """Queue today's digest for every open ballot with a scrutineer's address; what was done."""
+    with session_scope() as session:
+        wanted = [
+            b.id
+            for b in session.scalars(select(Ballot).where(Ballot.status == BallotStatus.open))
+            if scrutineer_addresses(b)
+        ]
+    done = []
+    for ballot_id in sorted(wanted):
+        try:
+            with session_scope() as session:
+                if queue_digest(session, ballot_id=ballot_id, actor=audit.SYSTEM):
+                    done.append(f"ballot {ballot_id}: scrutineers' digest queued")
+        except errors.WrongState:
+            pass  # closed since it was listed
+    return done
+
+
+def digest_facts(session: Session, *, ballot: Ballot) -> dict[str, Any]:
+    """Turnout so far (how many, never how) and the mail the server refused, as it is now."""
+    eligible, voted = ballots.turnout_figures(session, ballot=ballot)
+    return {
+        "eligible": eligible,
+        "voted": voted,
+        "turnout": declaration.percent(voted, eligible),
+        "failed": failed_deliveries(session, ballot=ballot),
+        "day": london_day(),
+    }

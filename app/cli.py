@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import (
+    announcements,
     ballots,
     clock,
     definitions,
@@ -55,6 +56,8 @@ app.add_typer(staff_app, name="staff")
 app.add_typer(ballot_app, name="ballot")
 mail_app = typer.Typer(help="The outbox.", no_args_is_help=True)
 app.add_typer(mail_app, name="mail")
+digest_app = typer.Typer(help="The scrutineers' daily digest.", no_args_is_help=True)
+app.add_typer(digest_app, name="digest")
 console = Console()
 
 DEMO_BALLOT = (
@@ -232,6 +235,32 @@ def mail_send(
         anyio.run(outbox.run_sender, anyio.Semaphore(1))
     else:
         _send()
+
+
+@digest_app.command("send")
+def digest_send(
+    ballot_id: Annotated[
+        int | None, typer.Option("--ballot", help="One ballot; omit for every open ballot")
+    ] = None,
+) -> None:
+    """Queue today's digest to the scrutineers (once a day per ballot) and send the mail."""
+    if ballot_id is None:
+        done = announcements.queue_digests()
+        for sentence in done:
+            console.print(escape(sentence))
+        if not done:
+            console.print(
+                "No digest was due: each open ballot with a scrutineer's address had today's."
+            )
+    else:
+        with session_scope() as session:
+            queued = announcements.queue_digest(session, ballot_id=ballot_id, actor=OPERATOR)
+        console.print(
+            f"Queued today's digest for ballot {ballot_id}."
+            if queued
+            else f"Today's digest for ballot {ballot_id} was already queued; none is sent twice."
+        )
+    _send()
 
 
 @ballot_app.command("reissue")

@@ -307,6 +307,10 @@ def _facts(session: Session, *, kind: str, ballot: Ballot) -> dict[str, Any]:
         from app import announcements
 
         return announcements.published_facts(session, ballot=ballot)
+    if kind == MessageKind.digest:
+        from app import announcements
+
+        return announcements.digest_facts(session, ballot=ballot)
     return {}
 
 

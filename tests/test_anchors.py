@@ -6,6 +6,7 @@ import json
 import mailbox
 import re
 import zipfile
+from datetime import UTC, datetime
 from email.message import Message
 from pathlib import Path
 from typing import Any
@@ -13,10 +14,14 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
-from app import cli, config, mail, outbox, proof, signing
+from app import cli, clock, config, errors, mail, outbox, proof, schedule, signing
 from app import verify as verification
+from app.db import session_scope
+from app.models import AuditEntry, DeliveryStatus, MessageKind, OutboxMessage
 from tests import factories
 
 # How the confirmation and close emails print the audit trail's head.
@@ -276,3 +281,87 @@ def test_an_address_for_a_scrutineer_the_ballot_does_not_name_is_refused(
     bad = factories.definition(governance=GOVERNANCE | {"lmc_contact_email": "not an address"})
     assert client.post("/api/v1/ballots", json=bad, headers=secretariat).status_code == 422
     assert client.get("/api/v1/ballots", headers=secretariat).json() in ([], {"ballots": []})
+
+
+# --- the scrutineers' daily digest -----------------------------------------------------------
+
+
+def _digests() -> list[Message]:
+    return _delivered("Scrutineer's daily digest")
+
+
+def test_the_digest_goes_to_the_scrutineer_once_a_london_day_with_turnout_and_the_head(
+    client: TestClient, secretariat: dict[str, str], frozen_clock: object, db: Engine
+) -> None:
+    ballot_id = factories.open_ballot(client, secretariat, governance=GOVERNANCE)
+    assert schedule.run_due() == [
+        f"ballot {ballot_id}: voting started",
+        f"ballot {ballot_id}: scrutineers' digest queued",
+    ]
+    first = _digests()
+    assert [str(m["To"]) for m in first] == [SCRUTINEER_EMAIL]
+    text = " ".join(mail.plain_text(first[0]).split())
+    assert "for Thursday 10 November 2016" in text
+    assert "Turnout so far: 0 of 9 practices have voted (0%)." in text
+    assert "Messages the mail server refused for good: 0." in text
+
+    factories.cast_votes(client, ["For", "Against"])
+    with session_scope() as session:  # the mail server refused one confirmation for good
+        message = session.scalars(
+            select(OutboxMessage).where(OutboxMessage.kind == MessageKind.confirmation)
+        ).first()
+        assert message is not None
+        message.status = DeliveryStatus.failed
+    # Later the same London day, by the scheduler or the command: nothing more.
+    clock.freeze(datetime(2016, 11, 10, 23, 59, tzinfo=UTC))  # GMT in November
+    assert schedule.run_due() == []
+    code, output = _invoke("digest", "send", "--ballot", str(ballot_id))
+    assert code == 0, output
+    assert "already queued; none is sent twice" in output
+    assert len(_digests()) == 1
+
+    clock.freeze(datetime(2016, 11, 11, 0, 1, tzinfo=UTC))
+    assert schedule.run_due() == [f"ballot {ballot_id}: scrutineers' digest queued"]
+    assert schedule.run_due() == []
+    digests = _digests()
+    assert len(digests) == 2
+    latest = next(m for m in digests if "Friday 11 November 2016" in mail.plain_text(m))
+    text = " ".join(mail.plain_text(latest).split())
+    assert "Turnout so far: 2 of 9 practices have voted (22%)." in text
+    assert "Messages the mail server refused for good: 1." in text
+    seq, head = _head_in(latest)
+    with session_scope() as session:
+        entry = session.scalars(
+            select(AuditEntry).where(AuditEntry.ballot_id == ballot_id, AuditEntry.seq == seq)
+        ).one()
+        assert entry.hash == head
+        queued = session.scalars(
+            select(AuditEntry.payload).where(AuditEntry.action == "digest_queued")
+        ).all()
+    assert [p["day"] for p in queued] == ["2016-11-10", "2016-11-11"]
+    # How many voted, never who or how.
+    assert not re.search(r"\b(For|Against|Abstain)\b|G830\d\d", text)
+
+    # The command sends the next day's for every open ballot.
+    clock.freeze(datetime(2016, 11, 12, 9, 0, tzinfo=UTC))
+    code, output = _invoke("digest", "send")
+    assert code == 0, output
+    assert f"ballot {ballot_id}: scrutineers' digest queued" in output
+    assert len(_digests()) == 3
+
+
+def test_the_digest_command_refuses_a_closed_ballot_or_one_without_an_address(
+    client: TestClient, secretariat: dict[str, str], frozen_clock: object
+) -> None:
+    without = factories.open_ballot(client, secretariat)
+    assert schedule.run_due() == [f"ballot {without}: voting started"]  # no address: no digest
+    result = CliRunner().invoke(cli.app, ["digest", "send", "--ballot", str(without)])
+    assert isinstance(result.exception, errors.Conflict)
+    assert "gives no scrutineer an email address" in result.exception.detail
+    published = factories.published_ballot(
+        client, secretariat, governance=GOVERNANCE, reference="TEST-2016-L4"
+    )
+    result = CliRunner().invoke(cli.app, ["digest", "send", "--ballot", str(published)])
+    assert isinstance(result.exception, errors.WrongState)
+    assert "goes only while it is open" in result.exception.detail
+    assert _digests() == []
