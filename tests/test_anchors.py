@@ -18,11 +18,11 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
-from app import cli, clock, config, errors, mail, outbox, proof, schedule, signing
+from app import cli, clock, config, errors, mail, outbox, proof, schedule, signing, transfer
 from app import verify as verification
 from app.db import session_scope
 from app.models import AuditEntry, DeliveryStatus, MessageKind, OutboxMessage
-from tests import factories
+from tests import factories, test_transfer
 
 # How the confirmation and close emails print the audit trail's head.
 HEAD = re.compile(r"entry (\d+), with hash\s+([0-9a-f]{64})")
@@ -365,3 +365,24 @@ def test_the_digest_command_refuses_a_closed_ballot_or_one_without_an_address(
     assert isinstance(result.exception, errors.WrongState)
     assert "goes only while it is open" in result.exception.detail
     assert _digests() == []
+
+
+def test_an_export_carries_the_messages_to_people_off_the_roll(
+    client: TestClient, secretariat: dict[str, str], frozen_clock: object
+) -> None:
+    ballot_id = factories.published_ballot(client, secretariat, governance=GOVERNANCE)
+    with session_scope() as session:
+        exported = transfer.export(session, ballot_id=ballot_id)
+    off_roll = exported["outbox_message"]
+    assert sorted(m["to_address"] for m in off_roll) == sorted([LMC_EMAIL, SCRUTINEER_EMAIL])
+    assert {m["kind"] for m in off_roll} == {"published"}
+    test_transfer._forget(ballot_id)  # as if imported into a fresh database
+    with session_scope() as session:
+        copy = transfer.import_ballot(session, exported)
+    with session_scope() as session:
+        arrived = session.scalars(
+            select(OutboxMessage.to_address).where(
+                OutboxMessage.ballot_id == copy, OutboxMessage.roll_entry_id.is_(None)
+            )
+        ).all()
+    assert sorted(arrived) == sorted([LMC_EMAIL, SCRUTINEER_EMAIL])
