@@ -99,8 +99,7 @@ def queue_digest(session: Session, *, ballot_id: int, actor: str) -> bool:
             "scrutineer_emails."
         )
     today = london_day().isoformat()
-    last = audit.last(session, ballot=ballot, action=DIGEST_QUEUED)
-    if last is not None and last.payload.get("day") == today:
+    if _last_digest_day(session, ballot) == today:
         return False
     # In the trail, so the record shows the scrutineers were kept informed, and when.
     audit.append(
@@ -117,13 +116,21 @@ class NoScrutineerAddress(errors.Conflict):
     pass
 
 
+def _last_digest_day(session: Session, ballot: Ballot) -> str | None:
+    last = audit.last(session, ballot=ballot, action=DIGEST_QUEUED)
+    return str(last.payload.get("day")) if last is not None else None
+
+
 def queue_digests() -> list[str]:
     """Queue today's digest for every open ballot with a scrutineer's address; what was done."""
+    today = london_day().isoformat()
+    # Looked at without a lock, so the scheduler's every pass does not hold up the casts that
+    # share the ballot's row; only a ballot still owed today's digest is locked to queue it.
     with session_scope() as session:
         wanted = [
             b.id
             for b in session.scalars(select(Ballot).where(Ballot.status == BallotStatus.open))
-            if scrutineer_addresses(b)
+            if scrutineer_addresses(b) and _last_digest_day(session, b) != today
         ]
     done = []
     for ballot_id in sorted(wanted):

@@ -6,6 +6,7 @@ import json
 import mailbox
 import re
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from email.message import Message
 from pathlib import Path
@@ -386,3 +387,13 @@ def test_an_export_carries_the_messages_to_people_off_the_roll(
             )
         ).all()
     assert sorted(arrived) == sorted([LMC_EMAIL, SCRUTINEER_EMAIL])
+
+
+def test_servers_looking_at_once_queue_one_digest(
+    client: TestClient, secretariat: dict[str, str], frozen_clock: object
+) -> None:
+    ballot_id = factories.open_ballot(client, secretariat, governance=GOVERNANCE)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        done = [s for result in pool.map(lambda _: schedule.run_due(), range(4)) for s in result]
+    assert done.count(f"ballot {ballot_id}: scrutineers' digest queued") == 1
+    assert len(_digests()) == 1
