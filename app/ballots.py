@@ -12,7 +12,18 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from app import audit, clock, counting, errors, outbox, proof, roll, scrutiny, tally_key
+from app import (
+    announcements,
+    audit,
+    clock,
+    counting,
+    errors,
+    outbox,
+    proof,
+    roll,
+    scrutiny,
+    tally_key,
+)
 from app.definitions import BallotDefinition, Question
 from app.models import (
     Ballot,
@@ -449,6 +460,8 @@ def publish(session: Session, *, ballot_id: int, actor: str) -> Ballot:
         session, ballot=ballot, actor=actor, action="published",
         result=ballot.result, ballot_box_root=root,
     )  # fmt: skip
+    # Queued with the publication: every copy outside the server fixes the record as it stood.
+    announcements.queue_publication(session, ballot=ballot)
     return ballot
 
 

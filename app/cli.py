@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import (
+    announcements,
     ballots,
     clock,
     definitions,
@@ -57,6 +58,8 @@ app.add_typer(staff_app, name="staff")
 app.add_typer(ballot_app, name="ballot")
 mail_app = typer.Typer(help="The outbox.", no_args_is_help=True)
 app.add_typer(mail_app, name="mail")
+digest_app = typer.Typer(help="The scrutineers' daily digest.", no_args_is_help=True)
+app.add_typer(digest_app, name="digest")
 console = Console()
 
 DEMO_BALLOT = (
@@ -234,6 +237,32 @@ def mail_send(
         anyio.run(outbox.run_sender, anyio.Semaphore(1))
     else:
         _send()
+
+
+@digest_app.command("send")
+def digest_send(
+    ballot_id: Annotated[
+        int | None, typer.Option("--ballot", help="One ballot; omit for every open ballot")
+    ] = None,
+) -> None:
+    """Queue today's digest to the scrutineers (once a day per ballot) and send the mail."""
+    if ballot_id is None:
+        done = announcements.queue_digests()
+        for sentence in done:
+            console.print(escape(sentence))
+        if not done:
+            console.print(
+                "No digest was due: each open ballot with a scrutineer's address had today's."
+            )
+    else:
+        with session_scope() as session:
+            queued = announcements.queue_digest(session, ballot_id=ballot_id, actor=OPERATOR)
+        console.print(
+            f"Queued today's digest for ballot {ballot_id}."
+            if queued
+            else f"Today's digest for ballot {ballot_id} was already queued; none is sent twice."
+        )
+    _send()
 
 
 @ballot_app.command("reissue")
@@ -528,9 +557,18 @@ def verify(
         typer.Option(help="The service's public key (base64 or a file), from outside the bundle"),
     ] = None,
     report: Annotated[Path | None, typer.Option(help="Also write a printable HTML report")] = None,
+    anchor: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A hash kept from an email (an audit-chain head, a ballot-box root or sealed "
+            "hash) that must be in the bundle; repeat for several"
+        ),
+    ] = None,
 ) -> None:
     """Check an evidence bundle offline; exit 0 only if every check passes."""
-    checks = verification.verify(bundle, key=_public_key_text(key) if key else None)
+    checks = verification.verify(
+        bundle, key=_public_key_text(key) if key else None, anchors=anchor or ()
+    )
     for check in checks:
         mark = "[green]✓[/green]" if check.ok else "[red]✗[/red]"
         console.print(f"{mark} {check.name}: {escape(check.detail)}")

@@ -109,6 +109,11 @@ class Facts:
     disputes: list[Disputed] = field(default_factory=list)
     disputes_could_change: list[int] = field(default_factory=list)
     voided: Voided | None = None
+    # The commitment the close fixed (the sealed box's SHA-256 and how many it held) and the
+    # root of the box as published: hashes a practice kept from the close email can be matched.
+    sealed_sha256: str | None = None
+    ballots_sealed: int | None = None
+    ballot_box_root: str | None = None
 
 
 # The NHS England pro forma's wording for the membership's half of the agreement.
@@ -192,6 +197,8 @@ class Contents:
     voided: str | None
     attestations: list[str]
     fingerprint: str
+    # (what it is, the hash in groups of four): the box commitments a recipient can match.
+    commitments: list[tuple[str, str]]
     key_advice: str
     signatories: list[tuple[str, str | None]]
     by_day: list[tuple[str, int]]
@@ -264,6 +271,7 @@ def contents(facts: Facts) -> Contents:
             ),
         ],
         fingerprint=grouped(facts.fingerprint),
+        commitments=box_commitments(facts),
         key_advice=(
             f"The service's signing key has the fingerprint "
             f"{grouped(facts.signing_key_fingerprint)}. Get the key independently of the "
@@ -290,6 +298,19 @@ def ballot_box_statement(facts: Facts) -> str:
         f"service never held, kept in shares by {tally_key.describe_holders(key)}. The box was "
         f"opened with their shares at {clock.london(facts.box_opened_at)}, after the close."
     )
+
+
+def box_commitments(facts: Facts) -> list[tuple[str, str]]:
+    """The hashes that fix the box, labelled as the close email and the trail name them."""
+    found = []
+    if facts.sealed_sha256 is not None:
+        held = f"{facts.ballots_sealed} ballots" if facts.ballots_sealed is not None else "ballots"
+        found.append(
+            (f"Sealed box fixed at close ({held}), SHA-256:", grouped(facts.sealed_sha256))
+        )
+    if facts.ballot_box_root is not None:
+        found.append(("Root of the ballot box as published:", grouped(facts.ballot_box_root)))
+    return found
 
 
 # The declaration stays one or two pages; deliveries.csv in the bundle lists every message.

@@ -225,6 +225,9 @@ def _pdf_evidence(pdf: FPDF, c: Contents) -> None:
     _heading(pdf, "How to check this declaration")
     _text(pdf, "Fingerprint of the evidence bundle:")
     _text(pdf, c.fingerprint, font="courier", style="B")
+    for label, value in c.commitments:
+        _text(pdf, label)
+        _text(pdf, value, font="courier", style="B")
     pdf.ln(1)
     _text(pdf, "Check the bundle offline with:")
     _text(pdf, VERIFY_COMMAND, font="courier")

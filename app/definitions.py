@@ -15,6 +15,7 @@ from pydantic import (
     AwareDatetime,
     BaseModel,
     ConfigDict,
+    EmailStr,
     Field,
     StringConstraints,
     ValidationError,
@@ -158,6 +159,20 @@ class Governance(Schema):
     # Days after publication in which a practice may challenge the result, and with whom.
     challenge_days: int | None = Field(default=None, ge=1, le=365)
     challenge_contact: Name | None = None
+    # Where each scrutineer account gets the daily digest and the publication announcement.
+    scrutineer_emails: dict[str, EmailStr] = Field(default_factory=dict, max_length=5)
+    # The LMC's address for the publication announcement.
+    lmc_contact_email: EmailStr | None = None
+
+    @model_validator(mode="after")
+    def _emails_are_for_named_scrutineers(self) -> "Governance":
+        unknown = sorted(set(self.scrutineer_emails) - set(self.scrutineer_accounts))
+        if unknown:
+            raise ValueError(
+                f"scrutineer_emails names {', '.join(unknown)}, not in scrutineer_accounts: "
+                "give an address only for a scrutineer the ballot names"
+            )
+        return self
 
 
 class BallotDefinition(Schema):

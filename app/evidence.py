@@ -25,7 +25,15 @@ from app import (
     signing,
     voiding,
 )
-from app.models import AuditEntry, Ballot, BallotStatus, DeliveryStatus, MessageKind, RollEntry
+from app.models import (
+    AuditEntry,
+    Ballot,
+    BallotStatus,
+    DeliveryStatus,
+    MessageKind,
+    RollEntry,
+    SigningKey,
+)
 
 FORMAT = "mandate-evidence/1"
 ROLL_HEADER = ("ods_code", "name", "locality", "list_size", "votes", "emails", "voted", "voted_at")
@@ -167,6 +175,10 @@ def _slug(text: str) -> str:
 def _deliveries(session: Session, *, ballot: Ballot) -> tuple[bytes, list[declaration.Undelivered]]:
     rows, arrived, practices = [], set(), {}
     for practice, m in outbox.deliveries(session, ballot=ballot):
+        if m.kind == MessageKind.published:
+            # Sent after the record it announces was fixed: listing it would change the
+            # bundle's bytes as the announcement is delivered.
+            continue
         rows.append(
             (
                 practice.ods_code, practice.name, m.to_address, m.kind, m.status, m.attempts,
@@ -207,12 +219,59 @@ def bundle(session: Session, *, ballot: Ballot) -> bytes:
     # Outside the fingerprinted record: disputes may come after publication, and one must not
     # unsettle the countersignatures made over the record. The manifest's signature covers it.
     files["disputes.json"] = _pretty(disputes.bundle_file(session, ballot=ballot))
-    assessed = disputes.assess(session, ballot=ballot)
     for n, entry in enumerate(attested, start=1):
         name = f"attestations/{n:02d}-{_slug(entry.payload['name'])}.json"
         files[name] = _pretty(attestation_file(entry))
     key = signing.register(session)
-    facts = declaration.Facts(
+    facts = _facts(session, ballot, found=found, entries=entries, undelivered=undelivered, key=key)
+    files["declaration.html"] = declaration.render_html(facts).encode()
+    files["declaration.pdf"] = declaration_pdf.render_pdf(facts)
+    head = entries[-1]
+    manifest = {
+        "format": FORMAT,
+        "software": {"name": "mandate", "version": software_version()},
+        # As at the last entry of the trail it holds, so the same ballot gives the same bytes.
+        "generated_at": head.at,
+        "evidence": found.record,
+        "fingerprint": found.fingerprint,
+        "audit_head": {"seq": head.seq, "hash": head.hash},
+        "signing_key": {
+            "algorithm": "Ed25519",
+            "key_id": key.key_id,
+            "public_key": key.public_key,
+            "fingerprint": proof.key_fingerprint(key.public_key),
+        },
+        "files": {name: proof.sha256_hex(content) for name, content in sorted(files.items())},
+    }
+    files["manifest.json"] = _pretty(manifest)
+    files["manifest.sig"] = signing.sign(files["manifest.json"]).encode() + b"\n"
+    return _zip(files, _required(ballot.published_at))
+
+
+def declaration_facts(session: Session, *, ballot: Ballot) -> declaration.Facts:
+    """What the declaration of a published ballot says, as the bundle would render it now."""
+    found = evidence(session, ballot=ballot)
+    entries = audit.entries(session, ballot=ballot)
+    undelivered = _deliveries(session, ballot=ballot)[1]
+    return _facts(
+        session, ballot, found=found, entries=entries, undelivered=undelivered,
+        key=signing.register(session),
+    )  # fmt: skip
+
+
+def _facts(
+    session: Session,
+    ballot: Ballot,
+    *,
+    found: Evidence,
+    entries: list[AuditEntry],
+    undelivered: list[declaration.Undelivered],
+    key: SigningKey,
+) -> declaration.Facts:
+    attested = [e for e in entries if e.action == "attested"]
+    closed = next((e for e in reversed(entries) if e.action == "closed"), None)
+    assessed = disputes.assess(session, ballot=ballot)
+    return declaration.Facts(
         reference=ballot.reference,
         title=ballot.title,
         organisation_name=ballot.organisation_name,
@@ -250,29 +309,10 @@ def bundle(session: Session, *, ballot: Ballot) -> bytes:
         disputes=assessed.listed,
         disputes_could_change=assessed.could_change,
         voided=_voided(session, ballot=ballot),
+        sealed_sha256=closed.payload.get("sealed_sha256") if closed else None,
+        ballots_sealed=closed.payload.get("ballots_cast") if closed else None,
+        ballot_box_root=found.record["ballot_box_root"],
     )
-    files["declaration.html"] = declaration.render_html(facts).encode()
-    files["declaration.pdf"] = declaration_pdf.render_pdf(facts)
-    head = entries[-1]
-    manifest = {
-        "format": FORMAT,
-        "software": {"name": "mandate", "version": software_version()},
-        # As at the last entry of the trail it holds, so the same ballot gives the same bytes.
-        "generated_at": head.at,
-        "evidence": found.record,
-        "fingerprint": found.fingerprint,
-        "audit_head": {"seq": head.seq, "hash": head.hash},
-        "signing_key": {
-            "algorithm": "Ed25519",
-            "key_id": key.key_id,
-            "public_key": key.public_key,
-            "fingerprint": proof.key_fingerprint(key.public_key),
-        },
-        "files": {name: proof.sha256_hex(content) for name, content in sorted(files.items())},
-    }
-    files["manifest.json"] = _pretty(manifest)
-    files["manifest.sig"] = signing.sign(files["manifest.json"]).encode() + b"\n"
-    return _zip(files, _required(ballot.published_at))
 
 
 def _voided(session: Session, *, ballot: Ballot) -> declaration.Voided | None:

@@ -6,7 +6,7 @@ import mailbox
 import re
 import smtplib
 import ssl
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from email.message import EmailMessage, Message
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,6 +33,8 @@ _SUBJECTS = {
     MessageKind.extension: "Voting extended: {title} ({organisation})",
     MessageKind.closed: "Voting has closed: {title} ({organisation})",
     MessageKind.notice: "Notice of ballot: {title} ({organisation})",
+    MessageKind.published: "Result published: {title} ({organisation})",
+    MessageKind.digest: "Scrutineer's daily digest: {title} ({organisation})",
 }
 # Kinds whose message carries a voting link, minted when the message is sent.
 WITH_LINK = frozenset({MessageKind.invitation, MessageKind.new_link, MessageKind.reminder})
@@ -67,13 +69,14 @@ def render(
     kind: MessageKind,
     *,
     ballot: Ballot,
-    practice: RollEntry,
+    practice: RollEntry | None,
     to: str,
     message_id: str,
     link: str | None = None,
     audit_head: tuple[int, str] | None = None,
+    facts: Mapping[str, Any] | None = None,
 ) -> EmailMessage:
-    """The message, in plain text and HTML from the one template."""
+    """The message, in plain text and HTML from the one template; `facts` are the kind's own."""
     settings = get_settings()
     text = _templates.get_template(f"{kind.value}.txt").render(
         ballot=ballot,
@@ -88,6 +91,7 @@ def render(
         sender=settings.mail_from,
         papers=papers_url(ballot.id),
         key_fingerprint=proof.key_fingerprint(signing.public_b64()),
+        **(facts or {}),
     )
     message = EmailMessage()
     message["From"] = settings.mail_from

@@ -73,6 +73,10 @@ class MessageKind(StrEnum):
     notice = "notice"
     # At close: whether the practice is recorded as voted, and the audit trail's head.
     closed = "closed"
+    # On publication, to every address, scrutineer and the LMC: the declaration, who voted.
+    published = "published"
+    # Each day while open, to each scrutineer: turnout, the audit trail's head, failed mail.
+    digest = "digest"
 
 
 class DeliveryStatus(StrEnum):
@@ -367,7 +371,8 @@ class OutboxMessage(Base):
     kind: Mapped[MessageKind] = mapped_column(String(20))
     status: Mapped[DeliveryStatus] = mapped_column(String(20), default=DeliveryStatus.queued)
     ballot_id: Mapped[int] = mapped_column(ForeignKey("ballot.id"), index=True)
-    roll_entry_id: Mapped[int] = mapped_column(ForeignKey("roll_entry.id"), index=True)
+    # None for a recipient who is not on the roll: a scrutineer or the LMC contact.
+    roll_entry_id: Mapped[int | None] = mapped_column(ForeignKey("roll_entry.id"), index=True)
     to_address: Mapped[str] = mapped_column(String(320))
     subject: Mapped[str] = mapped_column(String(300))
     attempts: Mapped[int] = mapped_column(Integer, default=0)

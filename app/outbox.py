@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from email.utils import make_msgid, parseaddr
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -59,10 +59,17 @@ def enqueue(
     *,
     kind: MessageKind,
     ballot: Sent,
-    practice: Addressed,
+    practice: Addressed | None,
     addresses: Iterable[str] | None = None,
 ) -> None:
-    """Queue one message of this kind to each address of the practice (or to those given)."""
+    """Queue one message of this kind to each address of the practice (or to those given).
+
+    Without a practice the message goes to addresses off the roll (a scrutineer, the LMC).
+    """
+    if addresses is None:
+        if practice is None:
+            raise ValueError("a message to no practice needs its addresses")
+        addresses = practice.emails
     now = clock.now()
     # Message-IDs under the sender's own domain, as mail relays and spam filters expect.
     domain = parseaddr(get_settings().mail_from)[1].rpartition("@")[2] or "mandate.invalid"
@@ -72,14 +79,14 @@ def enqueue(
             "kind": kind,
             "status": DeliveryStatus.queued,
             "ballot_id": ballot.id,
-            "roll_entry_id": practice.id,
+            "roll_entry_id": practice.id if practice is not None else None,
             "to_address": address,
             "subject": mail.subject(kind, ballot),
             "attempts": 0,
             "next_attempt_at": now,
             "created_at": now,
         }
-        for address in (addresses if addresses is not None else practice.emails)
+        for address in addresses
     ]
     # A Core INSERT: this runs inside every cast, where the ORM's bookkeeping would show.
     session.execute(_INSERT, rows)
@@ -218,13 +225,15 @@ class _Claimed:
     """A claimed message, ready to render: its row, practice, ballot and any minted link."""
 
     message: OutboxMessage
-    practice: RollEntry
+    practice: RollEntry | None
     ballot: Ballot
     link: str | None
     link_hash: str | None = None
     cancelled: str | None = None
     # The audit trail's head as the message left, for copies kept outside the server.
     audit_head: tuple[int, str] | None = None
+    # What this kind of message tells beyond the ballot and practice (see _facts).
+    facts: dict[str, Any] | None = None
 
 
 def _mint_links(ids: list[int]) -> list[_Claimed]:
@@ -233,7 +242,7 @@ def _mint_links(ids: list[int]) -> list[_Claimed]:
     with session_scope() as session:
         rows = session.execute(
             select(OutboxMessage, RollEntry, Ballot)
-            .join(RollEntry, OutboxMessage.roll_entry_id == RollEntry.id)
+            .outerjoin(RollEntry, OutboxMessage.roll_entry_id == RollEntry.id)
             .join(Ballot, OutboxMessage.ballot_id == Ballot.id)
             .where(OutboxMessage.id.in_(ids))
             # In claim order: the links join the audit trail in this order, which must not
@@ -242,6 +251,7 @@ def _mint_links(ids: list[int]) -> list[_Claimed]:
         )
         now = clock.now()
         heads: dict[int, tuple[int, str] | None] = {}
+        facts: dict[tuple[int, str], dict[str, Any]] = {}
         for message, practice, ballot in rows:
             if ballot.id not in heads:
                 head = audit.head(session, ballot=ballot)
@@ -250,8 +260,10 @@ def _mint_links(ids: list[int]) -> list[_Claimed]:
             if reason is not None:
                 claimed.append(_Claimed(message, practice, ballot, None, cancelled=reason))
                 continue
+            if (ballot.id, message.kind) not in facts:
+                facts[ballot.id, message.kind] = _facts(session, kind=message.kind, ballot=ballot)
             link = link_hash = None
-            if message.kind in mail.WITH_LINK:
+            if message.kind in mail.WITH_LINK and practice is not None:
                 token = crypto.new_token()
                 link, link_hash = mail.vote_url(token), crypto.token_hash(token)
                 session.add(
@@ -267,10 +279,39 @@ def _mint_links(ids: list[int]) -> list[_Claimed]:
                     ods_code=practice.ods_code, to=message.to_address, kind=message.kind,
                 )  # fmt: skip
             claimed.append(
-                _Claimed(message, practice, ballot, link, link_hash, audit_head=heads[ballot.id])
-            )
+                _Claimed(
+                    message, practice, ballot, link, link_hash, audit_head=heads[ballot.id],
+                    facts=facts[ballot.id, message.kind],
+                )
+            )  # fmt: skip
     # Committed before anything is sent: a link that reaches a practice is always known here.
     return claimed
+
+
+def _facts(session: Session, *, kind: str, ballot: Ballot) -> dict[str, Any]:
+    """What a message of this kind tells beyond the ballot and practice, as it stands now."""
+    if kind == MessageKind.closed:
+        # The commitment the close fixed, from the trail: the email repeats what the
+        # evidence must later contain, so a box swapped before the count would show.
+        closed = audit.last(session, ballot=ballot, action="closed")
+        commitment = None
+        if closed is not None and closed.payload.get("sealed_sha256"):
+            commitment = {
+                "seq": closed.seq,
+                "sealed_sha256": closed.payload["sealed_sha256"],
+                "ballots_sealed": closed.payload["ballots_cast"],
+            }
+        return {"commitment": commitment}
+    if kind == MessageKind.published:
+        # Imported here: announcements builds on the evidence, which reads this outbox.
+        from app import announcements
+
+        return announcements.published_facts(session, ballot=ballot)
+    if kind == MessageKind.digest:
+        from app import announcements
+
+        return announcements.digest_facts(session, ballot=ballot)
+    return {}
 
 
 @dataclass
@@ -294,7 +335,7 @@ def _send(claimed: list[_Claimed]) -> _Sent:
                 rendered = mail.render(
                     MessageKind(c.message.kind), ballot=c.ballot, practice=c.practice,
                     to=c.message.to_address, message_id=c.message.message_id, link=c.link,
-                    audit_head=c.audit_head,
+                    audit_head=c.audit_head, facts=c.facts,
                 )  # fmt: skip
                 in_flight = c
                 try:
@@ -319,12 +360,18 @@ def _send(claimed: list[_Claimed]) -> _Sent:
     return sent
 
 
-def _no_longer_wanted(message: OutboxMessage, practice: RollEntry, ballot: Ballot) -> str | None:
+def _no_longer_wanted(
+    message: OutboxMessage, practice: RollEntry | None, ballot: Ballot
+) -> str | None:
+    if message.kind in mail.WITH_LINK and practice is None:
+        return "not sent: a voting link goes only to a practice on the roll"
     if message.kind in mail.WITH_LINK and (
         ballot.status != BallotStatus.open or clock.now() >= ballot.closes_at
     ):
         return "not sent: voting had closed"
-    if message.kind == MessageKind.reminder and practice.voted_at is not None:
+    if message.kind == MessageKind.published and ballot.status != BallotStatus.published:
+        return "not sent: the result is no longer published (the ballot was voided)"
+    if message.kind == MessageKind.reminder and practice is not None and practice.voted_at:
         return "not sent: the practice had voted"
     return None
 
@@ -338,9 +385,11 @@ def _record(sent: _Sent) -> Report:
             hashes = [c.link_hash for c in sent.unsent_links]
             session.execute(delete(VotingLink).where(VotingLink.token_hash.in_(hashes)))
             for c in sent.unsent_links:
+                # A link is minted only for a message to a practice (see _mint_links).
+                ods_code = c.practice.ods_code if c.practice is not None else None
                 audit.append(
                     session, ballot=c.message.ballot_id, actor=audit.SYSTEM,
-                    action="link_withdrawn", ods_code=c.practice.ods_code, to=c.message.to_address,
+                    action="link_withdrawn", ods_code=ods_code, to=c.message.to_address,
                     reason="the mail server did not take the message, so the link never left",
                 )  # fmt: skip
         now = clock.now()

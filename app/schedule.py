@@ -1,6 +1,6 @@
 """Transitions that happen by themselves when their time comes, once, whichever server sees
-them first: voting starts at `opens_at` and the ballot closes at `closes_at`. The trail names
-the actor `system`."""
+them first: voting starts at `opens_at`, the ballot closes at `closes_at`, and while it is open
+its scrutineers get one digest a day. The trail names the actor `system`."""
 
 import logging
 
@@ -9,7 +9,7 @@ import anyio.to_thread
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from app import audit, ballots, clock, errors, proof
+from app import announcements, audit, ballots, clock, errors, proof
 from app.config import get_settings
 from app.db import session_scope
 from app.models import AuditEntry, Ballot, BallotStatus
@@ -63,6 +63,8 @@ def run_due() -> list[str]:
             done.append(f"ballot {ballot_id}: closed at its closing time")
         except errors.WrongState:
             pass  # another server closed it first
+    # After the closes, so a ballot closing now gets no digest.
+    done.extend(announcements.queue_digests())
     return done
 
 

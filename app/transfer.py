@@ -101,6 +101,15 @@ def export(session: Session, *, ballot_id: int) -> dict[str, Any]:
         )
         exported[key] = [_plain(model, row) for row in rows]
     exported["roll_entry"] = practices
+    # Messages to people not on the roll (a scrutineer, the LMC contact).
+    exported["outbox_message"] = [
+        _plain(OutboxMessage, message)
+        for message in session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.ballot_id == ballot.id, OutboxMessage.roll_entry_id.is_(None))
+            .order_by(OutboxMessage.id)
+        )
+    ]
     return exported
 
 
@@ -136,4 +145,8 @@ def _insert(session: Session, data: dict[str, Any]) -> int:
         for message in messages:
             row = message | {"roll_entry_id": practice_id, "ballot_id": ballot_id}
             session.execute(insert(table(OutboxMessage)), _typed(OutboxMessage, row))
+    # An export made before messages could go to people off the roll has none.
+    for message in data.get("outbox_message", []):
+        row = message | {"roll_entry_id": None, "ballot_id": ballot_id}
+        session.execute(insert(table(OutboxMessage)), _typed(OutboxMessage, row))
     return int(ballot_id)

@@ -4,9 +4,10 @@ No database, no network. The counting rules are the same pure code the server co
 """
 
 import json
+import re
 import zipfile
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -132,8 +133,8 @@ def read(path: Path) -> Bundle:
     return Bundle(files, manifest, signature)
 
 
-def verify(path: Path, *, key: str | None) -> list[Check]:
-    """Every check, in order; all must pass for the bundle to stand."""
+def verify(path: Path, *, key: str | None, anchors: Sequence[str] = ()) -> list[Check]:
+    """Every check, in order, then one per anchor; all must pass for the bundle to stand."""
     try:
         bundle = read(path)
     except Unreadable as exc:
@@ -167,7 +168,71 @@ def verify(path: Path, *, key: str | None) -> list[Check]:
                 else "a part has the wrong shape"
             )
             checks.append(Check(name, False, f"the bundle is malformed: {reason}"))
+    for anchor in anchors:
+        try:
+            checks.append(_anchor(bundle, anchor))
+        except (Unreadable, KeyError, ValueError, TypeError, IndexError, AttributeError):
+            malformed = "the bundle is malformed, so the anchor cannot be looked for"
+            checks.append(Check(f"anchor {_short(anchor)}", False, malformed))
     return checks
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _short(anchor: str) -> str:
+    return anchor.strip()[:16] + "…" if len(anchor.strip()) > 16 else anchor.strip()
+
+
+def _anchor(bundle: Bundle, anchor: str) -> Check:
+    """A hash a recipient kept from an email lies on the bundle's chain, or is its box commitment.
+
+    An email is sent outside the server, so a trail rewritten later (every hash after the change
+    recomputed, which the chain check alone cannot see) no longer holds the entry it named.
+    """
+    # As an email prints it, or copied with spaces or capitals: the digits are what count.
+    wanted = "".join(anchor.split()).lower()
+    name = f"anchor {_short(wanted)}"
+    if not _SHA256.fullmatch(wanted):
+        return Check(name, False, f'"{anchor}" is not a SHA-256 hash (64 hexadecimal digits)')
+    trail = bundle.trail
+    problem = proof.chain_problem(trail)
+    if problem is not None:
+        return Check(name, False, f"the bundle's audit chain does not hold ({problem})")
+    entry = next((e for e in trail if e["hash"] == wanted), None)
+    if entry is not None:
+        return Check(
+            name, True, f"audit entry {entry['seq']} ({entry['action']}, {entry['at']}) has it"
+        )
+    for e in trail:
+        payload = e["payload"]
+        if e["action"] == "closed" and payload.get("sealed_sha256") == wanted:
+            return Check(
+                name,
+                True,
+                f"the sealed box fixed at close (entry {e['seq']}, "
+                f"{payload['ballots_cast']} sealed ballots)",
+            )
+        names_root = e["action"] in ("closed", "box_opened", "published")
+        if names_root and payload.get("ballot_box_root") == wanted:
+            # The trail names the root; the box in the bundle must also be the one it names.
+            if proof.box_root(bundle.box) != wanted:
+                return Check(
+                    name,
+                    False,
+                    f"entry {e['seq']} ({e['action']}) names this ballot-box root, but "
+                    "ballot_box.csv is not that box",
+                )
+            return Check(
+                name, True, f"the ballot-box root in entry {e['seq']} ({e['action']}) and the box"
+            )
+    return Check(
+        name,
+        False,
+        "not in this bundle: no audit entry has this hash and it is not the box commitment "
+        "(the trail was rewritten after the email that gave it, or the hash is from another "
+        "ballot)",
+    )
 
 
 def _signature(bundle: Bundle, key: str | None) -> Check:

@@ -224,7 +224,7 @@ def _tally(engine: Engine, ballot_id: int) -> _Tally:
         receipt_codes=list(codes),
         voted=sorted(voted),
         voted_in_trail=sorted(e["payload"]["ods_code"] for e in trail if e["action"] == "voted"),
-        confirmed=sorted(roll[i] for i in confirmed),
+        confirmed=sorted(roll[i] for i in confirmed if i is not None),
         chain_problem=proof.chain_problem(trail),
     )
 
