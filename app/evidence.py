@@ -174,6 +174,13 @@ def _scrutinised(entries: list[AuditEntry], action: str) -> declaration.Scrutini
     )
 
 
+def _approved_roll_check(entries: list[AuditEntry]) -> dict[str, Any] | None:
+    """The roll check as the scrutineer's last approval recorded it."""
+    approved = [e for e in entries if e.action == "approved"]
+    found: dict[str, Any] | None = approved[-1].payload.get("roll_check") if approved else None
+    return found
+
+
 def bundle(session: Session, *, ballot: Ballot) -> bytes:
     """The evidence bundle as zip bytes: the same ballot always gives the same bytes."""
     found = evidence(session, ballot=ballot)
@@ -223,6 +230,7 @@ def bundle(session: Session, *, ballot: Ballot) -> bytes:
         signing_key_fingerprint=proof.key_fingerprint(key.public_key),
         software_version=software_version(),
         box_opened_at=ballot.box_opened_at,
+        roll_check=_approved_roll_check(entries),
     )
     files["declaration.html"] = declaration.render_html(facts).encode()
     files["declaration.pdf"] = declaration_pdf.render_pdf(facts)

@@ -33,6 +33,7 @@ from app.routes import (
     auth,
     ballots,
     evidence,
+    national_list,
     papers,
     public,
     scrutiny,
@@ -263,8 +264,9 @@ class HeadersAndAccessLog:
 
 
 _STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-# A ballot definition carries its documents, and a roll can list thousands of practices.
-_UPLOAD = re.compile(r"^/api/v1/ballots(?:/[^/]+(?:/roll)?)?/?$")
+# A ballot definition carries its documents, a roll can list thousands of practices, and the
+# national list of GP practices is a few megabytes.
+_UPLOAD = re.compile(r"^/api/v1/(?:ballots(?:/[^/]+(?:/roll)?)?|national-list)/?$")
 
 
 def _same_site(headers: Headers, own_origin: str) -> bool:
@@ -470,6 +472,7 @@ def create_app() -> FastAPI:
     for module in (
         auth,
         ballots,
+        national_list,
         scrutiny,
         evidence,
         vote_api,
