@@ -12,7 +12,18 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app import audit, ballots, declaration, declaration_pdf, errors, outbox, proof, roll, signing
+from app import (
+    audit,
+    ballots,
+    declaration,
+    declaration_pdf,
+    errors,
+    outbox,
+    proof,
+    roll,
+    roll_corrections,
+    signing,
+)
 from app.models import AuditEntry, Ballot, BallotStatus, DeliveryStatus, MessageKind, RollEntry
 
 FORMAT = "mandate-evidence/1"
@@ -125,6 +136,9 @@ def evidence(session: Session, *, ballot: Ballot) -> Evidence:
         },
         "definition": ballot.definition,
         "frozen_hash": ballot.frozen_hash,
+        # Practices added while open, each approved by a scrutineer: the roll frozen at open
+        # plus these is the final roll (the verifier checks it).
+        "roll_additions": _roll_additions(session, ballot=ballot),
         "eligible": result["eligible"],
         "ballots_cast": result["ballots_cast"],
         "practices_voted": sum(1 for p in practices if p.voted_at is not None),
@@ -134,6 +148,32 @@ def evidence(session: Session, *, ballot: Ballot) -> Evidence:
         "files": {name: proof.sha256_hex(content) for name, content in sorted(files.items())},
     }
     return Evidence(record, files, practices, published)
+
+
+def _roll_additions(session: Session, *, ballot: Ballot) -> list[dict[str, Any]]:
+    return [
+        {
+            "number": a.number, "ods_code": a.ods_code, "reason": a.reason,
+            "proposed_by": a.proposed_by, "proposed_at": _stamp(a.proposed_at),
+            "approved_by": a.approved_by, "approved_at": _stamp(a.approved_at),
+        }
+        for a in roll_corrections.additions(session, ballot=ballot)
+        if a.approved_at is not None
+    ]  # fmt: skip
+
+
+def _corrections(
+    record: dict[str, Any], practices: list[RollEntry]
+) -> tuple[declaration.Correction, ...]:
+    names = {p.ods_code: p.name for p in practices}
+    return tuple(
+        declaration.Correction(
+            kind="addition", ods_code=a["ods_code"], name=names.get(a["ods_code"], a["ods_code"]),
+            reason=a["reason"], requested_by=a["proposed_by"].removeprefix("staff:"),
+            at=datetime.fromisoformat(a["approved_at"]), approved_by=a["approved_by"],
+        )
+        for a in record["roll_additions"]
+    )  # fmt: skip
 
 
 def attestations(session: Session, *, ballot: Ballot) -> list[AuditEntry]:
@@ -231,6 +271,7 @@ def bundle(session: Session, *, ballot: Ballot) -> bytes:
         software_version=software_version(),
         box_opened_at=ballot.box_opened_at,
         roll_check=_approved_roll_check(entries),
+        roll_corrections=_corrections(found.record, found.practices),
     )
     files["declaration.html"] = declaration.render_html(facts).encode()
     files["declaration.pdf"] = declaration_pdf.render_pdf(facts)

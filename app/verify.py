@@ -110,6 +110,15 @@ class Bundle:
             raise ValueError(f'the trail has {len(found)} "{action}" entries, not one')
         return found[0]
 
+    @cached_property
+    def additions(self) -> dict[str, dict[str, Any]]:
+        """Practices the trail records as added to the roll while open, by ODS code."""
+        return {
+            e["payload"]["practice"]["ods_code"]: e["payload"]["practice"]
+            for e in self.trail
+            if e["action"] == "roll_addition_approved"
+        }
+
     def voted(self) -> Iterator[dict[str, Any]]:
         return (e for e in self.trail if e["action"] == "voted")
 
@@ -145,6 +154,7 @@ def verify(path: Path, *, key: str | None) -> list[Check]:
         ("fingerprint", _fingerprint),
         ("audit chain", _chain),
         ("frozen ballot", _frozen),
+        ("roll additions", _roll_additions),
         ("scrutiny", _scrutiny),
         ("ballot box root", _box_root),
         ("receipts unique", _receipts_unique),
@@ -265,7 +275,9 @@ def _frozen(bundle: Bundle) -> Check:
     """The definition, documents and roll in the bundle are the ones frozen at open."""
     opened = bundle.only("opened")["payload"]
     definition = bundle.evidence["definition"]
-    roll = bundle.roll
+    # The final roll less the approved additions is the roll as frozen at open.
+    added = bundle.additions
+    roll = [r for r in bundle.roll if r["ods_code"] not in added]
     frozen = {
         "definition": definition,
         "documents": [d["sha256"] for d in definition["documents"]],
@@ -282,10 +294,60 @@ def _frozen(bundle: Bundle) -> Check:
         problems.append("the documents are not the ones voters were shown")
     if problems:
         return Check("frozen ballot", False, "; ".join(problems))
+    plus = f" (and {len(added)} added while open)" if added else ""
     return Check(
         "frozen ballot",
         True,
-        f"definition, {len(roll)} practices and {len(documents)} document(s) as frozen at open",
+        f"definition, {len(roll)} practices{plus} and {len(documents)} document(s) as frozen at "
+        "open",
+    )
+
+
+def _roll_additions(bundle: Bundle) -> Check:
+    """The final roll is the frozen roll plus additions, each proposed while open with a reason
+    and approved by a scrutineer the ballot names, before close."""
+    trail = bundle.trail
+    opened, closed = bundle.only("opened")["seq"], bundle.only("closed")["seq"]
+    named = bundle.evidence["definition"].get("governance", {}).get("scrutineer_accounts", [])
+    proposals = {
+        e["payload"]["number"]: e for e in trail if e["action"] == "roll_addition_proposed"
+    }
+    approvals = [e for e in trail if e["action"] == "roll_addition_approved"]
+    final = {r["ods_code"]: r for r in bundle.roll}
+    problems = []
+    for approval in approvals:
+        number, practice = approval["payload"]["number"], approval["payload"]["practice"]
+        code, proposal = practice["ods_code"], proposals.get(approval["payload"]["number"])
+        if proposal is None or proposal["seq"] > approval["seq"]:
+            problems.append(f"addition {number} ({code}) was approved without being proposed")
+        elif proposal["payload"]["ods_code"] != code or not proposal["payload"]["reason"]:
+            problems.append(f"addition {number} approved another practice than was proposed")
+        if not opened < approval["seq"] < closed:
+            problems.append(f"addition {number} ({code}) was approved outside the voting period")
+        if approval["actor"].removeprefix("staff:") not in named:
+            problems.append(
+                f"addition {number} ({code}) was approved by {approval['actor']}, not a "
+                "scrutineer the ballot names"
+            )
+        if final.get(code) != practice:
+            problems.append(
+                f"roll.csv's row for {code} is not the practice the scrutineer approved"
+            )
+    recorded = sorted(a["ods_code"] for a in bundle.evidence.get("roll_additions", []))
+    if recorded != sorted(bundle.additions):
+        problems.append("the evidence record lists other additions than the trail")
+    if len(bundle.additions) != len(approvals):
+        problems.append("the trail adds a practice twice")
+    if problems:
+        return Check("roll additions", False, "; ".join(problems))
+    if not approvals:
+        return Check("roll additions", True, "none: the roll is the one frozen at open")
+    codes = ", ".join(sorted(bundle.additions))
+    return Check(
+        "roll additions",
+        True,
+        f"roll.csv is the frozen roll plus {len(approvals)} addition(s) approved by the "
+        f"scrutineer while open: {codes}",
     )
 
 

@@ -1,0 +1,69 @@
+"""Add-only corrections to the roll of an open ballot, each approved by the scrutineer."""
+
+from datetime import datetime
+
+from fastapi import APIRouter, status
+from pydantic import BaseModel
+
+from app import ballots, definitions, roll, roll_corrections, staff
+from app.deps import AnyStaff, Scrutineer, Secretariat, SessionDep
+from app.models import RollAddition
+
+router = APIRouter(prefix="/api/v1/ballots/{ballot_id}/roll/additions", tags=["roll corrections"])
+
+
+class AdditionIn(roll.RollRow):
+    """A practice wrongly left off the roll, and why it should be on it."""
+
+    reason: definitions.Reason
+
+
+class AdditionOut(BaseModel):
+    number: int
+    ods_code: str
+    name: str
+    locality: str
+    list_size: int
+    emails: list[str]
+    reason: str
+    proposed_by: str
+    proposed_at: datetime
+    approved_by: str | None
+    approved_at: datetime | None
+    on_roll: bool
+
+    @classmethod
+    def of(cls, a: RollAddition) -> "AdditionOut":
+        return cls(
+            number=a.number, ods_code=a.ods_code, name=a.name, locality=a.locality,
+            list_size=a.list_size, emails=a.emails, reason=a.reason, proposed_by=a.proposed_by,
+            proposed_at=a.proposed_at, approved_by=a.approved_by, approved_at=a.approved_at,
+            on_roll=a.roll_entry_id is not None,
+        )  # fmt: skip
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+def propose(
+    ballot_id: int, body: AdditionIn, user: Secretariat, session: SessionDep
+) -> AdditionOut:
+    ballot = ballots.get(session, ballot_id, lock="update")
+    row = roll.RollRow.model_validate(body.model_dump(exclude={"reason"}))
+    return AdditionOut.of(
+        roll_corrections.propose_addition(
+            session, ballot=ballot, row=row, reason=body.reason, actor=staff.actor(user)
+        )
+    )
+
+
+@router.get("")
+def list_additions(ballot_id: int, _user: AnyStaff, session: SessionDep) -> list[AdditionOut]:
+    ballot = ballots.get(session, ballot_id)
+    return [AdditionOut.of(a) for a in roll_corrections.additions(session, ballot=ballot)]
+
+
+@router.post("/{number}/approve")
+def approve(ballot_id: int, number: int, user: Scrutineer, session: SessionDep) -> AdditionOut:
+    ballot = ballots.get(session, ballot_id, lock="update")
+    return AdditionOut.of(
+        roll_corrections.approve_addition(session, ballot=ballot, number=number, user=user)
+    )
