@@ -139,6 +139,7 @@ def evidence(session: Session, *, ballot: Ballot) -> Evidence:
         # Practices added while open, each approved by a scrutineer: the roll frozen at open
         # plus these is the final roll (the verifier checks it).
         "roll_additions": _roll_additions(session, ballot=ballot),
+        "roll_address_changes": _address_changes(session, ballot=ballot),
         "eligible": result["eligible"],
         "ballots_cast": result["ballots_cast"],
         "practices_voted": sum(1 for p in practices if p.voted_at is not None),
@@ -162,18 +163,36 @@ def _roll_additions(session: Session, *, ballot: Ballot) -> list[dict[str, Any]]
     ]  # fmt: skip
 
 
+def _address_changes(session: Session, *, ballot: Ballot) -> list[dict[str, Any]]:
+    return [
+        {"ods_code": e.payload["ods_code"], "reason": e.payload["reason"], "changed_by": e.actor,
+         "changed_at": e.at}
+        for e in audit.entries(session, ballot=ballot)
+        if e.action == "addresses_changed"
+    ]  # fmt: skip
+
+
 def _corrections(
     record: dict[str, Any], practices: list[RollEntry]
 ) -> tuple[declaration.Correction, ...]:
     names = {p.ods_code: p.name for p in practices}
-    return tuple(
+    added = [
         declaration.Correction(
             kind="addition", ods_code=a["ods_code"], name=names.get(a["ods_code"], a["ods_code"]),
             reason=a["reason"], requested_by=a["proposed_by"].removeprefix("staff:"),
             at=datetime.fromisoformat(a["approved_at"]), approved_by=a["approved_by"],
         )
         for a in record["roll_additions"]
-    )  # fmt: skip
+    ]  # fmt: skip
+    changed = [
+        declaration.Correction(
+            kind="addresses", ods_code=c["ods_code"], name=names.get(c["ods_code"], c["ods_code"]),
+            reason=c["reason"], requested_by=c["changed_by"].removeprefix("staff:"),
+            at=datetime.fromisoformat(c["changed_at"]),
+        )
+        for c in record["roll_address_changes"]
+    ]  # fmt: skip
+    return tuple(sorted([*added, *changed], key=lambda c: c.at))
 
 
 def attestations(session: Session, *, ballot: Ballot) -> list[AuditEntry]:

@@ -33,6 +33,8 @@ _SUBJECTS = {
     MessageKind.extension: "Voting extended: {title} ({organisation})",
     MessageKind.closed: "Voting has closed: {title} ({organisation})",
     MessageKind.notice: "Notice of ballot: {title} ({organisation})",
+    MessageKind.addresses_changed: "Your practice's addresses were changed: {title} "
+    "({organisation})",
 }
 # Kinds whose message carries a voting link, minted when the message is sent.
 WITH_LINK = frozenset({MessageKind.invitation, MessageKind.new_link, MessageKind.reminder})
@@ -88,6 +90,7 @@ def render(
         sender=settings.mail_from,
         papers=papers_url(ballot.id),
         key_fingerprint=proof.key_fingerprint(signing.public_b64()),
+        to=to,
     )
     message = EmailMessage()
     message["From"] = settings.mail_from

@@ -71,6 +71,8 @@ class MessageKind(StrEnum):
     notice = "notice"
     # At close: whether the practice is recorded as voted, and the audit trail's head.
     closed = "closed"
+    # While open: the practice's addresses on the roll were changed (to old and new alike).
+    addresses_changed = "addresses_changed"
 
 
 class DeliveryStatus(StrEnum):

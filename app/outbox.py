@@ -326,6 +326,9 @@ def _no_longer_wanted(message: OutboxMessage, practice: RollEntry, ballot: Ballo
         return "not sent: voting had closed"
     if message.kind == MessageKind.reminder and practice.voted_at is not None:
         return "not sent: the practice had voted"
+    if message.kind in mail.WITH_LINK and message.to_address not in practice.emails:
+        # Links go only to addresses on the roll, whatever was queued before a change.
+        return "not sent: the address is no longer on the roll"
     return None
 
 

@@ -266,7 +266,7 @@ def reissue(session: Session, *, ballot: Ballot, ods_code: str, actor: str) -> R
             f"{practice.name} ({practice.ods_code}) has already voted; "
             "a new link could not change that."
         )
-    revoked = _revoke_links(session, practice=practice)
+    revoked = revoke_links(session, practice=practice)
     audit.append(
         session, ballot=ballot, actor=actor, action="links_revoked",
         ods_code=practice.ods_code, links=revoked, new_links_to=len(practice.emails),
@@ -315,7 +315,7 @@ def remind(session: Session, *, ballot: Ballot, actor: str) -> int:
     return len(waiting)
 
 
-def _revoke_links(session: Session, *, practice: RollEntry) -> int:
+def revoke_links(session: Session, *, practice: RollEntry) -> int:
     revoked = session.execute(
         update(VotingLink)
         .where(VotingLink.roll_entry_id == practice.id, VotingLink.revoked_at.is_(None))

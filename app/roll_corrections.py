@@ -1,5 +1,8 @@
 """Corrections to the roll of an open ballot: add-only, each with a reason, each in the trail.
 
+Addresses of a practice already on the roll can be replaced while open, with a reason: every
+address, old and new, is told, and the practice's links are re-issued to the new ones only.
+
 A practice wrongly left off the roll is proposed by the secretariat with a reason and goes on
 the roll only when a scrutineer the ballot names approves it; its invitation is queued in the
 same transaction. Nothing here removes a practice or changes one already on the roll, so the
@@ -155,6 +158,48 @@ def approve_addition(
     outbox.enqueue(session, kind=MessageKind.invitation, ballot=ballot, practice=entry)
     session.flush()
     return found
+
+
+def change_addresses(
+    session: Session, *, ballot: Ballot, ods_code: str, emails: list[str], reason: str, actor: str
+) -> RollEntry:
+    """Replace a practice's addresses while open, with a reason; every address, old and new,
+    is told, and links go only to the addresses now on the roll."""
+    _require_voting(ballot, "addresses are changed")
+    problem = roll.domain_problem(emails)
+    if problem is not None:
+        raise errors.InvalidInput(
+            f"The addresses were not changed: {problem}.",
+            problems=[{"loc": "emails", "problem": problem}],
+        )
+    practice = roll.entry(session, ballot=ballot, ods_code=ods_code)
+    new = list(dict.fromkeys(str(e).lower() for e in emails))
+    was = list(practice.emails)
+    if new == was:
+        raise errors.Conflict(f"Those are already the addresses of {practice.ods_code}.")
+    practice.emails = new
+    revoked = 0
+    if practice.voted_at is None:
+        # A link at an address no longer on the roll must not be able to vote.
+        revoked = roll.revoke_links(session, practice=practice)
+        outbox.cancel_links_queued(
+            session, practice=practice, reason="not sent: the practice's addresses changed"
+        )
+    session.flush()
+    audit.append(
+        session, ballot=ballot, actor=actor, action="addresses_changed",
+        ods_code=practice.ods_code, emails_was=was, emails=new, reason=reason.strip(),
+        links_revoked=revoked,
+    )  # fmt: skip
+    if practice.voted_at is None:
+        outbox.enqueue(session, kind=MessageKind.new_link, ballot=ballot, practice=practice)
+    told = list(dict.fromkeys([*was, *new]))
+    outbox.enqueue(
+        session, kind=MessageKind.addresses_changed, ballot=ballot, practice=practice,
+        addresses=told,
+    )  # fmt: skip
+    session.flush()
+    return practice
 
 
 def canonical(entry: RollEntry) -> dict[str, Any]:

@@ -111,6 +111,20 @@ class Bundle:
         return found[0]
 
     @cached_property
+    def roll_before_address_changes(self) -> list[dict[str, Any]]:
+        """roll.csv with each address change the trail records undone, latest first."""
+        rows = [dict(r) for r in self.roll]
+        by_code = {r["ods_code"]: r for r in rows}
+        for entry in reversed(self.trail):
+            if entry["action"] != "addresses_changed":
+                continue
+            row = by_code.get(entry["payload"]["ods_code"])
+            # A row that does not hold what the change left stays as it is, and fails to hash.
+            if row is not None and row["emails"] == entry["payload"]["emails"]:
+                row["emails"] = list(entry["payload"]["emails_was"])
+        return rows
+
+    @cached_property
     def additions(self) -> dict[str, dict[str, Any]]:
         """Practices the trail records as added to the roll while open, by ODS code."""
         return {
@@ -154,7 +168,7 @@ def verify(path: Path, *, key: str | None) -> list[Check]:
         ("fingerprint", _fingerprint),
         ("audit chain", _chain),
         ("frozen ballot", _frozen),
-        ("roll additions", _roll_additions),
+        ("roll corrections", _roll_corrections),
         ("scrutiny", _scrutiny),
         ("ballot box root", _box_root),
         ("receipts unique", _receipts_unique),
@@ -277,7 +291,7 @@ def _frozen(bundle: Bundle) -> Check:
     definition = bundle.evidence["definition"]
     # The final roll less the approved additions is the roll as frozen at open.
     added = bundle.additions
-    roll = [r for r in bundle.roll if r["ods_code"] not in added]
+    roll = [r for r in bundle.roll_before_address_changes if r["ods_code"] not in added]
     frozen = {
         "definition": definition,
         "documents": [d["sha256"] for d in definition["documents"]],
@@ -303,9 +317,10 @@ def _frozen(bundle: Bundle) -> Check:
     )
 
 
-def _roll_additions(bundle: Bundle) -> Check:
+def _roll_corrections(bundle: Bundle) -> Check:
     """The final roll is the frozen roll plus additions, each proposed while open with a reason
-    and approved by a scrutineer the ballot names, before close."""
+    and approved by a scrutineer the ballot names, before close; and address changes, each
+    while open with a reason."""
     trail = bundle.trail
     opened, closed = bundle.only("opened")["seq"], bundle.only("closed")["seq"]
     named = bundle.evidence["definition"].get("governance", {}).get("scrutineer_accounts", [])
@@ -313,8 +328,15 @@ def _roll_additions(bundle: Bundle) -> Check:
         e["payload"]["number"]: e for e in trail if e["action"] == "roll_addition_proposed"
     }
     approvals = [e for e in trail if e["action"] == "roll_addition_approved"]
-    final = {r["ods_code"]: r for r in bundle.roll}
+    final = {r["ods_code"]: r for r in bundle.roll_before_address_changes}
     problems = []
+    changes = [e for e in trail if e["action"] == "addresses_changed"]
+    for change in changes:
+        code = change["payload"]["ods_code"]
+        if not opened < change["seq"] < closed:
+            problems.append(f"the addresses of {code} were changed outside the voting period")
+        if not str(change["payload"].get("reason", "")).strip():
+            problems.append(f"the addresses of {code} were changed without a reason")
     for approval in approvals:
         number, practice = approval["payload"]["number"], approval["payload"]["practice"]
         code, proposal = practice["ods_code"], proposals.get(approval["payload"]["number"])
@@ -339,15 +361,16 @@ def _roll_additions(bundle: Bundle) -> Check:
     if len(bundle.additions) != len(approvals):
         problems.append("the trail adds a practice twice")
     if problems:
-        return Check("roll additions", False, "; ".join(problems))
-    if not approvals:
-        return Check("roll additions", True, "none: the roll is the one frozen at open")
-    codes = ", ".join(sorted(bundle.additions))
+        return Check("roll corrections", False, "; ".join(problems))
+    if not approvals and not changes:
+        return Check("roll corrections", True, "none: the roll is the one frozen at open")
+    codes = ", ".join(sorted(bundle.additions)) or "none"
     return Check(
-        "roll additions",
+        "roll corrections",
         True,
         f"roll.csv is the frozen roll plus {len(approvals)} addition(s) approved by the "
-        f"scrutineer while open: {codes}",
+        f"scrutineer while open ({codes}) and {len(changes)} address change(s) made while open "
+        "with a reason",
     )
 
 

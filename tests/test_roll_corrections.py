@@ -3,6 +3,8 @@ secretariat, approved by the scrutineer, the link out at once, in the trail, the
 declaration, and the verifier still passing."""
 
 import io
+import mailbox
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -10,7 +12,7 @@ from typing import Any
 import httpx2 as httpx
 from fastapi.testclient import TestClient
 
-from app import verify
+from app import config, mail, outbox, verify
 from app.models import Role
 from tests import factories
 
@@ -160,10 +162,87 @@ def test_the_added_practice_gets_its_link_at_once_and_can_vote(
     assert added["voted_at"] is not None
 
 
+def _change_addresses(
+    client: TestClient, headers: dict[str, str], ballot_id: int, ods_code: str, **body: Any
+) -> httpx.Response:
+    url = f"/api/v1/ballots/{ballot_id}/voters/{ods_code}/addresses"
+    return client.put(url, json=body, headers=headers)
+
+
+def _mail() -> list[tuple[str, str, str]]:
+    """(to, subject, plain text) of every message delivered so far."""
+    outbox.deliver_pending()
+    maildir = config.get_settings().maildir
+    assert maildir is not None
+    return [
+        (str(m["To"]), str(m["Subject"]), mail.plain_text(m))
+        for m in mailbox.Maildir(maildir, create=False)
+    ]
+
+
+MOVED = "The NHSmail address of the practice manager replaced the old practice mailbox"
+
+
+def test_an_address_change_needs_a_reason_and_every_address_old_and_new_is_told(
+    client: TestClient, secretariat: dict[str, str], ballot_id: int
+) -> None:
+    old_token = factories.token_for("G83001")
+    old, new = "contact0.g83001@practice.example", "manager.g83001@practice.example"
+    refused = [
+        _change_addresses(client, secretariat, ballot_id, "G83001", emails=[new]),
+        _change_addresses(client, secretariat, ballot_id, "G83001", emails=[new], reason=" "),
+        _change_addresses(
+            client, secretariat, ballot_id, "G83001", emails=["pm@gmail.com"], reason=MOVED
+        ),
+        _change_addresses(client, secretariat, ballot_id, "G83001", emails=[], reason=MOVED),
+    ]
+    assert [r.status_code for r in refused] == [422, 422, 422, 422]
+    same = _change_addresses(client, secretariat, ballot_id, "G83001", emails=[old], reason=MOVED)
+    assert same.status_code == 409
+    unknown = _change_addresses(
+        client, secretariat, ballot_id, "G89999", emails=[new], reason=MOVED
+    )
+    assert unknown.status_code == 404
+    assert NEW not in factories.sent_links()
+
+    changed = _change_addresses(
+        client, secretariat, ballot_id, "G83001", emails=[new.upper()], reason=MOVED
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["emails"] == [new]
+
+    delivered = _mail()
+    told = {to for to, subject, _ in delivered if "addresses were changed" in subject}
+    assert told == {old, new}
+    (to_old,) = [t for to, s, t in delivered if to == old and "addresses were changed" in s]
+    assert "no longer on the roll" in to_old
+    new_links = [to for to, subject, _ in delivered if subject.startswith("Your new voting link")]
+    assert new_links == [new]
+
+    vote = {"choices": {"delegated": "For", "constitution": "For"}}
+    assert client.post(f"/api/v1/vote/{old_token}", json=vote).status_code == 404
+    (new_text,) = [t for to, s, t in delivered if to == new and s.startswith("Your new voting")]
+    token = re.search(r"/vote/([A-Za-z0-9_-]+)", new_text)
+    assert token is not None
+    assert client.post(f"/api/v1/vote/{token.group(1)}", json=vote).status_code == 200
+
+    (entry,) = [
+        e for e in _trail(client, secretariat, ballot_id) if e["action"] == "addresses_changed"
+    ]
+    assert entry["payload"]["emails_was"] == [old]
+    assert entry["payload"]["emails"] == [new]
+    assert entry["payload"]["reason"] == MOVED
+
+
 def _published_with_addition(
     client: TestClient, secretariat: dict[str, str], ballot_id: int, tmp_path: Path
 ) -> Path:
     _added(client, secretariat, ballot_id)
+    moved = _change_addresses(
+        client, secretariat, ballot_id, "G83009",
+        emails=["manager.g83009@practice.example"], reason=MOVED,
+    )  # fmt: skip
+    assert moved.status_code == 200, moved.text
     factories.cast_votes(client, ["For", "For", "Against"])
     vote = {"choices": {"delegated": "Against", "constitution": "For"}}
     assert client.post(f"/api/v1/vote/{factories.token_for(NEW)}", json=vote).status_code == 200
@@ -184,7 +263,8 @@ def test_the_verifier_passes_after_an_addition_and_the_declaration_lists_it(
     checks = {c.name: c for c in verify.verify(path, key=key)}
     assert {name for name, c in checks.items() if not c.ok} == set()
     assert "9 practices (and 1 added while open)" in checks["frozen ballot"].detail
-    assert NEW in checks["roll additions"].detail
+    assert "1 address change(s)" in checks["roll corrections"].detail
+    assert NEW in checks["roll corrections"].detail
     result = client.get(f"/api/v1/ballots/{ballot_id}/results").json()
     assert result["eligible"] == 10
 
@@ -193,6 +273,8 @@ def test_the_verifier_passes_after_an_addition_and_the_declaration_lists_it(
     assert f"Practice 100 ({NEW}) added to the roll" in html
     assert REASON in html
     assert f"approved by the scrutineer {factories.SCRUTINEER}" in html
+    assert "Practice 9 (G83009): addresses changed" in html
+    assert MOVED in html
 
 
 def test_the_verifier_refuses_an_addition_not_approved_by_a_named_scrutineer(
@@ -203,7 +285,7 @@ def test_the_verifier_refuses_an_addition_not_approved_by_a_named_scrutineer(
     bundle = verify.read(path)
     (approval,) = [e for e in bundle.trail if e["action"] == "roll_addition_approved"]
     approval["actor"] = "staff:secretariat-user"
-    check = verify._roll_additions(bundle)
+    check = verify._roll_corrections(bundle)
     assert not check.ok
     assert "not a scrutineer the ballot names" in check.detail
 
@@ -212,4 +294,9 @@ def test_the_verifier_refuses_an_addition_not_approved_by_a_named_scrutineer(
     bundle = verify.read(path)
     bundle.trail.remove(next(e for e in bundle.trail if e["action"] == "roll_addition_approved"))
     assert not verify._frozen(bundle).ok
-    assert not verify._roll_additions(bundle).ok
+    assert not verify._roll_corrections(bundle).ok
+
+    # An address change the trail does not record makes roll.csv another roll than was frozen.
+    bundle = verify.read(path)
+    bundle.trail.remove(next(e for e in bundle.trail if e["action"] == "addresses_changed"))
+    assert not verify._frozen(bundle).ok

@@ -3,18 +3,26 @@
 from datetime import datetime
 
 from fastapi import APIRouter, status
-from pydantic import BaseModel
+from pydantic import BaseModel, EmailStr, Field
 
 from app import ballots, definitions, roll, roll_corrections, staff
 from app.deps import AnyStaff, Scrutineer, Secretariat, SessionDep
 from app.models import RollAddition
+from app.routes.ballots import PracticeOut
 
-router = APIRouter(prefix="/api/v1/ballots/{ballot_id}/roll/additions", tags=["roll corrections"])
+router = APIRouter(prefix="/api/v1/ballots/{ballot_id}", tags=["roll corrections"])
 
 
 class AdditionIn(roll.RollRow):
     """A practice wrongly left off the roll, and why it should be on it."""
 
+    reason: definitions.Reason
+
+
+class AddressesIn(definitions.Schema):
+    """The practice's addresses as they should now be (they replace the old ones), and why."""
+
+    emails: list[EmailStr] = Field(min_length=1, max_length=10)
     reason: definitions.Reason
 
 
@@ -42,7 +50,7 @@ class AdditionOut(BaseModel):
         )  # fmt: skip
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("/roll/additions", status_code=status.HTTP_201_CREATED)
 def propose(
     ballot_id: int, body: AdditionIn, user: Secretariat, session: SessionDep
 ) -> AdditionOut:
@@ -55,15 +63,28 @@ def propose(
     )
 
 
-@router.get("")
+@router.get("/roll/additions")
 def list_additions(ballot_id: int, _user: AnyStaff, session: SessionDep) -> list[AdditionOut]:
     ballot = ballots.get(session, ballot_id)
     return [AdditionOut.of(a) for a in roll_corrections.additions(session, ballot=ballot)]
 
 
-@router.post("/{number}/approve")
+@router.post("/roll/additions/{number}/approve")
 def approve(ballot_id: int, number: int, user: Scrutineer, session: SessionDep) -> AdditionOut:
     ballot = ballots.get(session, ballot_id, lock="update")
     return AdditionOut.of(
         roll_corrections.approve_addition(session, ballot=ballot, number=number, user=user)
     )
+
+
+@router.put("/voters/{ods_code}/addresses")
+def change_addresses(
+    ballot_id: int, ods_code: str, body: AddressesIn, user: Secretariat, session: SessionDep
+) -> PracticeOut:
+    ballot = ballots.get(session, ballot_id, lock="update")
+    return PracticeOut.of(
+        roll_corrections.change_addresses(
+            session, ballot=ballot, ods_code=ods_code, emails=[str(e) for e in body.emails],
+            reason=body.reason, actor=staff.actor(user),
+        )
+    )  # fmt: skip

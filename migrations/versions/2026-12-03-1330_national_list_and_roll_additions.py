@@ -1,4 +1,4 @@
-"""the national list of GP practices (ODS epraccur) and add-only roll corrections while open
+"""the national list of GP practices (ODS epraccur), add-only roll corrections, address changes
 
 Revision ID: 3b8e1f2a9c47
 Revises: 7c2d4e6f8a10
@@ -18,7 +18,18 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+KINDS = (
+    "kind IN ('invitation', 'new_link', 'reminder', 'confirmation', 'extension', 'notice', "
+    "'closed'{})"
+)
+
+
 def upgrade() -> None:
+    with op.batch_alter_table("outbox_message") as batch:
+        batch.drop_constraint(op.f("ck_outbox_message_kind"), type_="check")
+        batch.create_check_constraint(
+            op.f("ck_outbox_message_kind"), KINDS.format(", 'addresses_changed'")
+        )
     op.create_table(
         "national_list_import",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -93,3 +104,6 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_national_practice_import_id"), table_name="national_practice")
     op.drop_table("national_practice")
     op.drop_table("national_list_import")
+    with op.batch_alter_table("outbox_message") as batch:
+        batch.drop_constraint(op.f("ck_outbox_message_kind"), type_="check")
+        batch.create_check_constraint(op.f("ck_outbox_message_kind"), KINDS.format(""))
