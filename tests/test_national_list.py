@@ -75,6 +75,7 @@ def test_the_epraccur_columns_are_read_where_nhs_digital_puts_them() -> None:
 def test_the_list_is_imported_with_its_time_and_sha256_and_replaced_wholesale(
     client: TestClient, secretariat: dict[str, str], frozen_clock: object
 ) -> None:
+    assert client.get("/api/v1/national-list", headers=secretariat).json() is None
     body = epraccur(national())
     response = put_list(client, secretariat, body)
     assert response.status_code == 200, response.text

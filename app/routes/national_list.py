@@ -82,14 +82,10 @@ def import_list(user: Secretariat, data: CsvFile, session: SessionDep) -> Import
 
 
 @router.get("/national-list")
-def read_list(_user: AnyStaff, session: SessionDep) -> ImportOut:
+def read_list(_user: AnyStaff, session: SessionDep) -> ImportOut | None:
+    """The latest import, or null when none has been made yet."""
     found = national_list.latest_import(session)
-    if found is None:
-        raise errors.NotFound(
-            "No national list has been imported: the secretariat imports the epraccur file "
-            "(PUT /api/v1/national-list or `mandate national-list import FILE`)."
-        )
-    return ImportOut.of(found)
+    return ImportOut.of(found) if found is not None else None
 
 
 @router.get("/ballots/{ballot_id}/roll-check")
