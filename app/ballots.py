@@ -18,6 +18,7 @@ from app import (
     clock,
     counting,
     errors,
+    national_list,
     outbox,
     proof,
     roll,
@@ -77,6 +78,9 @@ def _documents(definition: BallotDefinition) -> list[Document]:
 
 def _stored_definition(definition: BallotDefinition, documents: list[Document]) -> dict[str, Any]:
     stored = definition.model_dump(mode="json", exclude={"roll", "documents"})
+    if stored["organisation"].get("commissioner_code") is None:
+        # Unset, it is left out, so a definition written before the field hashes as it did.
+        stored["organisation"].pop("commissioner_code", None)
     stored["documents"] = [
         {"title": d.title, "file": d.filename, "sha256": d.sha256} for d in documents
     ]
@@ -245,6 +249,20 @@ def problems_before_opening(session: Session, *, ballot: Ballot) -> list[Problem
                 "new` and its public key is set on the ballot, so every ballot is sealed until "
                 "they open the box after close.",
                 True,
+            )
+        )
+    checked = national_list.check(session, ballot=ballot)
+    findings = checked.findings()
+    if findings:
+        # A warning, not a block: the list can lag a merger by weeks, so a person decides. The
+        # scrutineer sees these beside what they approve, the approval records them, and the
+        # declaration lists them.
+        problems.append(
+            Problem(
+                "roll_check",
+                f"Checked against the national list of GP practices, the roll has "
+                f"{len(findings)} finding(s): " + "; ".join(findings) + ".",
+                False,
             )
         )
     rules = rules_of(ballot)

@@ -32,6 +32,7 @@ from app import (
     evidence,
     logs,
     mail,
+    national_list,
     outbox,
     proof,
     roll,
@@ -60,12 +61,18 @@ mail_app = typer.Typer(help="The outbox.", no_args_is_help=True)
 app.add_typer(mail_app, name="mail")
 digest_app = typer.Typer(help="The scrutineers' daily digest.", no_args_is_help=True)
 app.add_typer(digest_app, name="digest")
+national_app = typer.Typer(
+    help="The national list of GP practices (ODS epraccur).", no_args_is_help=True
+)
+app.add_typer(national_app, name="national-list")
 console = Console()
 
 DEMO_BALLOT = (
     Path(__file__).resolve().parent.parent / "ballots" / "delegated-commissioning-2016.toml"
 )
 DEMO_USER = "demo-secretariat"
+# The example's extract of the national list, with one closed practice for the check to flag.
+DEMO_NATIONAL_LIST = DEMO_BALLOT.parent / "riverside-epraccur.csv"
 
 
 # The audit trail names whoever ran a command at the server's shell as an operator.
@@ -176,6 +183,19 @@ def _load(path: Path, *, from_now: bool = False) -> int:
         if rows is not None:
             ballots.replace_roll(session, ballot=ballot, rows=rows, actor=OPERATOR)
         return ballot.id
+
+
+@national_app.command("import")
+def national_list_import(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
+) -> None:
+    """Replace the national list with an epraccur CSV file (as NHS Digital publishes it)."""
+    with session_scope() as session:
+        imported = national_list.replace(session, data=file.read_bytes(), actor=OPERATOR)
+        console.print(
+            f"Imported {imported.practices} practices from {escape(file.name)} "
+            f"(SHA-256 {imported.file_sha256})."
+        )
 
 
 @ballot_app.command("load")
@@ -467,6 +487,10 @@ def demo(file: Path = DEMO_BALLOT) -> None:
                 public_key=public, holders=None, threshold=2, holder_count=3, actor=OPERATOR,
             )  # fmt: skip
         console.print(f"Tally key shares (2 of 3 open the box) are in {directory}/.")
+    with session_scope() as session:
+        if national_list.latest_import(session) is None and DEMO_NATIONAL_LIST.is_file():
+            national_list.replace(session, data=DEMO_NATIONAL_LIST.read_bytes(), actor=OPERATOR)
+            console.print(f"Imported the national list extract {DEMO_NATIONAL_LIST.name}.")
     with session_scope() as session:
         ballot = ballots.get(session, ballot_id)
         _demo_account(session, DEMO_USER, Role.secretariat)

@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     # ... except a ballot definition (with its documents) and a roll upload.
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
+    # The domains a practice's contact addresses may be in (comma-separated); a subdomain of
+    # one counts. Links to a personal mailbox outside NHSmail would leave the NHS's controls.
+    allowed_email_domains: str = "nhs.net"
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> "Settings":
@@ -80,7 +83,14 @@ class Settings(BaseSettings):
         if self.mandate_env is Environment.production and len(self.secret_key) < 32:
             raise ValueError("SECRET_KEY must be at least 32 characters in production")
         self.base_url = self.base_url.rstrip("/")
+        if not self.email_domains:
+            raise ValueError("ALLOWED_EMAIL_DOMAINS must name at least one domain, e.g. nhs.net")
         return self
+
+    @property
+    def email_domains(self) -> tuple[str, ...]:
+        parts = (d.strip().lower().lstrip("@.") for d in self.allowed_email_domains.split(","))
+        return tuple(d for d in parts if d)
 
 
 def _local_secret(data_dir: Path) -> str:

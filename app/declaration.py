@@ -75,6 +75,20 @@ class Voided:
 
 
 @dataclass(frozen=True)
+class Correction:
+    """A correction to the roll while the ballot was open: a practice added, or its addresses
+    changed, with the reason given and who asked and who approved."""
+
+    kind: str  # "addition" or "addresses"
+    ods_code: str
+    name: str
+    reason: str
+    requested_by: str
+    at: datetime
+    approved_by: str | None = None
+
+
+@dataclass(frozen=True)
 class Facts:
     reference: str
     title: str
@@ -114,6 +128,10 @@ class Facts:
     sealed_sha256: str | None = None
     ballots_sealed: int | None = None
     ballot_box_root: str | None = None
+    # The roll against the national list as the scrutineer's approval recorded it (checked,
+    # commissioner_code, national_list_sha256, findings); None if the approval predates it.
+    roll_check: dict[str, Any] | None = None
+    roll_corrections: tuple[Correction, ...] = ()
 
 
 # The NHS England pro forma's wording for the membership's half of the agreement.
@@ -190,6 +208,10 @@ class Contents:
     checklist: list[Check]
     undelivered: list[str]
     undelivered_note: str
+    roll_check_note: str
+    roll_findings: list[str]
+    corrections_note: str
+    corrections: list[str]
     receipt_mode: str
     challenge: str
     disputes: list[str]
@@ -258,6 +280,14 @@ def contents(facts: Facts) -> Contents:
             if facts.undelivered
             else "Every practice had at least one invitation accepted by the mail relay."
         ),
+        roll_check_note=roll_check_statement(facts),
+        roll_findings=list((facts.roll_check or {}).get("findings", [])),
+        corrections_note=(
+            "The roll was corrected while the ballot was open (add-only), each with its reason:"
+            if facts.roll_corrections
+            else "The roll was not corrected while the ballot was open."
+        ),
+        corrections=[_correction(c) for c in facts.roll_corrections],
         receipt_mode=_RECEIPT_MODES[facts.receipt_mode],
         challenge=challenge_statement(facts),
         disputes=[_disputed(d) for d in facts.disputes],
@@ -315,6 +345,34 @@ def box_commitments(facts: Facts) -> list[tuple[str, str]]:
 
 # The declaration stays one or two pages; deliveries.csv in the bundle lists every message.
 UNDELIVERED_SHOWN = 12
+
+
+def roll_check_statement(facts: Facts) -> str:
+    check = facts.roll_check
+    if check is None or not check.get("checked"):
+        return (
+            "The roll was not checked against the national list of GP practices before the "
+            "scrutineer approved it."
+        )
+    findings = check.get("findings", [])
+    where = (
+        f"Before approval the roll was checked against the national list of GP practices (ODS "
+        f"epraccur extract, SHA-256 {str(check.get('national_list_sha256'))[:16]}…) for "
+        f"commissioner {check.get('commissioner_code')}"
+    )
+    if not findings:
+        return where + ": nothing was flagged."
+    return where + f". The scrutineer approved the roll with these {len(findings)} finding(s):"
+
+
+def _correction(c: Correction) -> str:
+    when = clock.london(c.at)
+    if c.kind == "addition":
+        return (
+            f"{c.name} ({c.ods_code}) added to the roll at {when}, asked for by {c.requested_by} "
+            f"and approved by the scrutineer {c.approved_by}: {c.reason}"
+        )
+    return f"{c.name} ({c.ods_code}): addresses changed at {when} by {c.requested_by}: {c.reason}"
 
 
 def _undelivered(facts: Facts) -> list[str]:

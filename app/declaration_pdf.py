@@ -210,6 +210,13 @@ def _pdf_evidence(pdf: FPDF, c: Contents) -> None:
         _table(pdf, [("Date", "Body", "What happened"), *c.consultations], widths=(1.1, 1.1, 4.3))
     else:
         _text(pdf, "No consultations are recorded.")
+    _heading(pdf, "The roll: checked and corrected")
+    _text(pdf, c.roll_check_note)
+    for line in c.roll_findings:
+        _text(pdf, f"\u2022 {line}")
+    _text(pdf, c.corrections_note)
+    for line in c.corrections:
+        _text(pdf, f"\u2022 {line}")
     _heading(pdf, "Invitations never confirmed delivered")
     _text(pdf, c.undelivered_note)
     for line in c.undelivered:

@@ -89,6 +89,9 @@ class Organisation(Schema):
     ods_code: Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{3,6}$")]
     # Who practices contact about the ballot, as the emails should say it.
     contact: Name | None = None
+    # The commissioner code member practices carry in the national list (epraccur column 15),
+    # when it is not the organisation's own ODS code.
+    commissioner_code: Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{3,10}$")] | None = None
 
 
 class Question(Schema):

@@ -22,6 +22,7 @@ from app import (
     outbox,
     proof,
     roll,
+    roll_corrections,
     signing,
     voiding,
 )
@@ -153,6 +154,10 @@ def evidence(session: Session, *, ballot: Ballot) -> Evidence:
         },
         "definition": ballot.definition,
         "frozen_hash": ballot.frozen_hash,
+        # Practices added while open, each approved by a scrutineer: the roll frozen at open
+        # plus these is the final roll (the verifier checks it).
+        "roll_additions": _roll_additions(session, ballot=ballot),
+        "roll_address_changes": _address_changes(session, ballot=ballot),
         "eligible": result["eligible"],
         "ballots_cast": result["ballots_cast"],
         "practices_voted": sum(1 for p in practices if p.voted_at is not None),
@@ -162,6 +167,50 @@ def evidence(session: Session, *, ballot: Ballot) -> Evidence:
         "files": {name: proof.sha256_hex(content) for name, content in sorted(files.items())},
     }
     return Evidence(record, files, practices, published)
+
+
+def _roll_additions(session: Session, *, ballot: Ballot) -> list[dict[str, Any]]:
+    return [
+        {
+            "number": a.number, "ods_code": a.ods_code, "reason": a.reason,
+            "proposed_by": a.proposed_by, "proposed_at": _stamp(a.proposed_at),
+            "approved_by": a.approved_by, "approved_at": _stamp(a.approved_at),
+        }
+        for a in roll_corrections.additions(session, ballot=ballot)
+        if a.approved_at is not None
+    ]  # fmt: skip
+
+
+def _address_changes(session: Session, *, ballot: Ballot) -> list[dict[str, Any]]:
+    return [
+        {"ods_code": e.payload["ods_code"], "reason": e.payload["reason"], "changed_by": e.actor,
+         "changed_at": e.at}
+        for e in audit.entries(session, ballot=ballot)
+        if e.action == "addresses_changed"
+    ]  # fmt: skip
+
+
+def _corrections(
+    record: dict[str, Any], practices: list[RollEntry]
+) -> tuple[declaration.Correction, ...]:
+    names = {p.ods_code: p.name for p in practices}
+    added = [
+        declaration.Correction(
+            kind="addition", ods_code=a["ods_code"], name=names.get(a["ods_code"], a["ods_code"]),
+            reason=a["reason"], requested_by=a["proposed_by"].removeprefix("staff:"),
+            at=datetime.fromisoformat(a["approved_at"]), approved_by=a["approved_by"],
+        )
+        for a in record["roll_additions"]
+    ]  # fmt: skip
+    changed = [
+        declaration.Correction(
+            kind="addresses", ods_code=c["ods_code"], name=names.get(c["ods_code"], c["ods_code"]),
+            reason=c["reason"], requested_by=c["changed_by"].removeprefix("staff:"),
+            at=datetime.fromisoformat(c["changed_at"]),
+        )
+        for c in record["roll_address_changes"]
+    ]  # fmt: skip
+    return tuple(sorted([*added, *changed], key=lambda c: c.at))
 
 
 def attestations(session: Session, *, ballot: Ballot) -> list[AuditEntry]:
@@ -204,6 +253,13 @@ def _scrutinised(entries: list[AuditEntry], action: str) -> declaration.Scrutini
     return declaration.Scrutinised(
         account=found[-1].actor.removeprefix("staff:"), at=datetime.fromisoformat(found[-1].at)
     )
+
+
+def _approved_roll_check(entries: list[AuditEntry]) -> dict[str, Any] | None:
+    """The roll check as the scrutineer's last approval recorded it."""
+    approved = [e for e in entries if e.action == "approved"]
+    found: dict[str, Any] | None = approved[-1].payload.get("roll_check") if approved else None
+    return found
 
 
 def bundle(session: Session, *, ballot: Ballot) -> bytes:
@@ -312,6 +368,8 @@ def _facts(
         sealed_sha256=closed.payload.get("sealed_sha256") if closed else None,
         ballots_sealed=closed.payload.get("ballots_cast") if closed else None,
         ballot_box_root=found.record["ballot_box_root"],
+        roll_check=_approved_roll_check(entries),
+        roll_corrections=_corrections(found.record, found.practices),
     )
 
 

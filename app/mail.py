@@ -35,6 +35,8 @@ _SUBJECTS = {
     MessageKind.notice: "Notice of ballot: {title} ({organisation})",
     MessageKind.published: "Result published: {title} ({organisation})",
     MessageKind.digest: "Scrutineer's daily digest: {title} ({organisation})",
+    MessageKind.addresses_changed: "Your practice's addresses were changed: {title} "
+    "({organisation})",
 }
 # Kinds whose message carries a voting link, minted when the message is sent.
 WITH_LINK = frozenset({MessageKind.invitation, MessageKind.new_link, MessageKind.reminder})
@@ -92,6 +94,7 @@ def render(
         papers=papers_url(ballot.id),
         key_fingerprint=proof.key_fingerprint(signing.public_b64()),
         **(facts or {}),
+        to=to,
     )
     message = EmailMessage()
     message["From"] = settings.mail_from

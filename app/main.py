@@ -38,8 +38,10 @@ from app.routes import (
     console_running,
     disputes,
     evidence,
+    national_list,
     papers,
     public,
+    roll_corrections,
     scrutiny,
     templates,
     vote_api,
@@ -271,8 +273,9 @@ class HeadersAndAccessLog:
 
 
 _STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-# A ballot definition carries its documents, and a roll can list thousands of practices.
-_UPLOAD = re.compile(r"^/api/v1/ballots(?:/[^/]+(?:/roll)?)?/?$")
+# A ballot definition carries its documents, a roll can list thousands of practices, and the
+# national list of GP practices is a few megabytes.
+_UPLOAD = re.compile(r"^/api/v1/(?:ballots(?:/[^/]+(?:/roll)?)?|national-list)/?$")
 
 
 def _same_site(headers: Headers, own_origin: str) -> bool:
@@ -478,6 +481,8 @@ def create_app() -> FastAPI:
     for module in (
         auth,
         ballots,
+        national_list,
+        roll_corrections,
         scrutiny,
         disputes,
         evidence,

@@ -77,6 +77,8 @@ class MessageKind(StrEnum):
     published = "published"
     # Each day while open, to each scrutineer: turnout, the audit trail's head, failed mail.
     digest = "digest"
+    # While open: the practice's addresses on the roll were changed (to old and new alike).
+    addresses_changed = "addresses_changed"
 
 
 class DeliveryStatus(StrEnum):
@@ -421,3 +423,63 @@ class RateLimit(Base):
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
     window_start: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     attempts: Mapped[int] = mapped_column(Integer)
+
+
+class NationalListImport(Base):
+    """One import of the national list of GP practices (ODS `epraccur`): when, and which file."""
+
+    __tablename__ = "national_list_import"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    imported_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    imported_by: Mapped[str] = mapped_column(String(200))
+    # The SHA-256 of the file as received, so a check can be tied to the extract it used.
+    file_sha256: Mapped[str] = mapped_column(String(64))
+    practices: Mapped[int] = mapped_column(Integer)
+
+
+class NationalPractice(Base):
+    """A practice of the latest national list import; the whole table is replaced each time."""
+
+    __tablename__ = "national_practice"
+    __table_args__ = (CheckConstraint("status IN ('A', 'C', 'D', 'P')", name="status"),)
+
+    ods_code: Mapped[str] = mapped_column(String(10), primary_key=True)
+    import_id: Mapped[int] = mapped_column(ForeignKey("national_list_import.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    postcode: Mapped[str] = mapped_column(String(10))
+    # A active, C closed, D dormant, P proposed (as the epraccur file codes it).
+    status: Mapped[str] = mapped_column(String(1))
+    commissioner_code: Mapped[str] = mapped_column(String(10))
+
+
+class RollAddition(Base):
+    """A practice proposed for the roll of an open ballot; on the roll once a scrutineer approves.
+
+    Corrections while open are add-only: nothing here ever removes a practice.
+    """
+
+    __tablename__ = "roll_addition"
+    __table_args__ = (
+        UniqueConstraint("ballot_id", "number"),
+        CheckConstraint("list_size > 0", name="list_size_positive"),
+        CheckConstraint(
+            "(approved_at IS NULL) = (roll_entry_id IS NULL)", name="approved_has_entry"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ballot_id: Mapped[int] = mapped_column(ForeignKey("ballot.id"), index=True)
+    # 1, 2, … within the ballot, as the API and the declaration number them.
+    number: Mapped[int] = mapped_column(Integer)
+    ods_code: Mapped[str] = mapped_column(String(6))
+    name: Mapped[str] = mapped_column(String(200))
+    locality: Mapped[str] = mapped_column(String(100))
+    list_size: Mapped[int] = mapped_column(Integer)
+    emails: Mapped[list[str]] = mapped_column(JSON)
+    reason: Mapped[str] = mapped_column(Text)
+    proposed_by: Mapped[str] = mapped_column(String(200))
+    proposed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    approved_by: Mapped[str | None] = mapped_column(String(100))
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    roll_entry_id: Mapped[int | None] = mapped_column(ForeignKey("roll_entry.id"), unique=True)

@@ -373,6 +373,13 @@ def _no_longer_wanted(
         return "not sent: the result is no longer published (the ballot was voided)"
     if message.kind == MessageKind.reminder and practice is not None and practice.voted_at:
         return "not sent: the practice had voted"
+    if (
+        message.kind in mail.WITH_LINK
+        and practice is not None
+        and message.to_address not in practice.emails
+    ):
+        # Links go only to addresses on the roll, whatever was queued before a change.
+        return "not sent: the address is no longer on the roll"
     return None
 
 

@@ -21,7 +21,7 @@ from pydantic import (
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from app import audit, clock, definitions, errors, outbox, proof
+from app import audit, clock, config, definitions, errors, outbox, proof
 from app.models import Ballot, BallotStatus, MessageKind, RollEntry, VotingLink
 
 CSV_COLUMNS = ("ods_code", "name", "locality", "list_size", "emails")
@@ -63,6 +63,29 @@ class RollRow(BaseModel):
 _rows = TypeAdapter(list[RollRow])
 
 
+def outside_domains(emails: list[Any]) -> list[str]:
+    """The addresses not in ALLOWED_EMAIL_DOMAINS (a subdomain of an allowed one is in it)."""
+    allowed = config.get_settings().email_domains
+    outside = []
+    for email in emails:
+        domain = str(email).rpartition("@")[2].lower()
+        if not any(domain == d or domain.endswith("." + d) for d in allowed):
+            outside.append(str(email))
+    return outside
+
+
+def domain_problem(emails: list[Any]) -> str | None:
+    # Names the domain, not the address: refusals never echo what was sent.
+    outside = sorted({e.rpartition("@")[2].lower() for e in outside_domains(emails)})
+    if not outside:
+        return None
+    allowed = ", ".join(config.get_settings().email_domains)
+    return (
+        f"an address is in {', '.join(outside)}, outside the allowed email domains "
+        f"({allowed}): give the practice's address in one of them"
+    )
+
+
 def parse_json(data: Any) -> list[RollRow]:
     """Validate a roll given as a JSON list of practices, reporting every problem."""
     if not isinstance(data, list):
@@ -73,6 +96,13 @@ def parse_json(data: Any) -> list[RollRow]:
         rows = _rows.validate_python(data)
     except ValidationError as exc:
         _refuse(errors.problems_from_validation(exc.errors(), prefix="roll"))
+    outside = [
+        {"loc": f"roll[{i}].emails", "problem": problem}
+        for i, row in enumerate(rows)
+        if (problem := domain_problem(row.emails)) is not None
+    ]
+    if outside:
+        _refuse(outside)
     _check_unique(rows)
     return rows
 
@@ -104,12 +134,18 @@ def _parse_rows(reader: "csv.DictReader[str]") -> list[RollRow]:
         if None in raw:
             problems.append({"loc": f"line {line}", "problem": "more cells than the header has"})
             continue
+        code = record.get("ods_code", "").strip()
+        where = f"line {line}" + (f" ({code})" if code else "")
         try:
-            rows.append(RollRow.model_validate({c: record.get(c, "") for c in CSV_COLUMNS}))
+            row = RollRow.model_validate({c: record.get(c, "") for c in CSV_COLUMNS})
         except ValidationError as exc:
-            code = record.get("ods_code", "").strip()
-            where = f"line {line}" + (f" ({code})" if code else "")
             problems += errors.problems_from_validation(exc.errors(), prefix=where)
+        else:
+            problem = domain_problem(row.emails)
+            if problem is None:
+                rows.append(row)
+            else:
+                problems.append({"loc": f"{where}.emails", "problem": problem})
         if line > MAX_PRACTICES + 1:
             raise errors.InvalidInput(f"A roll holds at most {MAX_PRACTICES} practices.")
     if problems:
@@ -230,7 +266,7 @@ def reissue(session: Session, *, ballot: Ballot, ods_code: str, actor: str) -> R
             f"{practice.name} ({practice.ods_code}) has already voted; "
             "a new link could not change that."
         )
-    revoked = _revoke_links(session, practice=practice)
+    revoked = revoke_links(session, practice=practice)
     audit.append(
         session, ballot=ballot, actor=actor, action="links_revoked",
         ods_code=practice.ods_code, links=revoked, new_links_to=len(practice.emails),
@@ -279,7 +315,7 @@ def remind(session: Session, *, ballot: Ballot, actor: str) -> int:
     return len(waiting)
 
 
-def _revoke_links(session: Session, *, practice: RollEntry) -> int:
+def revoke_links(session: Session, *, practice: RollEntry) -> int:
     revoked = session.execute(
         update(VotingLink)
         .where(VotingLink.roll_entry_id == practice.id, VotingLink.revoked_at.is_(None))

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app import audit, clock, counting, errors, proof, roll, signing
+from app import audit, clock, counting, errors, national_list, proof, roll, signing
 from app.models import Ballot, BallotStatus, Role, StaffUser
 
 
@@ -56,6 +56,7 @@ def what_is_frozen(session: Session, *, ballot: Ballot) -> dict[str, Any]:
         "documents": [{"file": d["file"], "sha256": d["sha256"]} for d in definition["documents"]],
         "signing_key": {"public_key": key, "fingerprint": proof.key_fingerprint(key)},
         "scrutineers": scrutineers(ballot),
+        "roll_check": national_list.check(session, ballot=ballot).as_record(),
         "approved_by": ballot.approved_by,
         "approved_at": ballot.approved_at,
         "approval_stands": ballot.approved_hash is not None
@@ -83,6 +84,7 @@ def approve(session: Session, *, ballot: Ballot, user: StaffUser, frozen: str) -
     audit.append(
         session, ballot=ballot, actor=f"staff:{user.username}", action="approved",
         frozen_hash=current, signing_key_fingerprint=proof.key_fingerprint(key),
+        roll_check=national_list.check(session, ballot=ballot).as_record(),
     )  # fmt: skip
     return ballot
 

@@ -111,6 +111,29 @@ class Bundle:
             raise ValueError(f'the trail has {len(found)} "{action}" entries, not one')
         return found[0]
 
+    @cached_property
+    def roll_before_address_changes(self) -> list[dict[str, Any]]:
+        """roll.csv with each address change the trail records undone, latest first."""
+        rows = [dict(r) for r in self.roll]
+        by_code = {r["ods_code"]: r for r in rows}
+        for entry in reversed(self.trail):
+            if entry["action"] != "addresses_changed":
+                continue
+            row = by_code.get(entry["payload"]["ods_code"])
+            # A row that does not hold what the change left stays as it is, and fails to hash.
+            if row is not None and row["emails"] == entry["payload"]["emails"]:
+                row["emails"] = list(entry["payload"]["emails_was"])
+        return rows
+
+    @cached_property
+    def additions(self) -> dict[str, dict[str, Any]]:
+        """Practices the trail records as added to the roll while open, by ODS code."""
+        return {
+            e["payload"]["practice"]["ods_code"]: e["payload"]["practice"]
+            for e in self.trail
+            if e["action"] == "roll_addition_approved"
+        }
+
     def voted(self) -> Iterator[dict[str, Any]]:
         return (e for e in self.trail if e["action"] == "voted")
 
@@ -146,6 +169,7 @@ def verify(path: Path, *, key: str | None, anchors: Sequence[str] = ()) -> list[
         ("fingerprint", _fingerprint),
         ("audit chain", _chain),
         ("frozen ballot", _frozen),
+        ("roll corrections", _roll_corrections),
         ("scrutiny", _scrutiny),
         ("ballot box root", _box_root),
         ("receipts unique", _receipts_unique),
@@ -331,7 +355,9 @@ def _frozen(bundle: Bundle) -> Check:
     """The definition, documents and roll in the bundle are the ones frozen at open."""
     opened = bundle.only("opened")["payload"]
     definition = bundle.evidence["definition"]
-    roll = bundle.roll
+    # The final roll less the approved additions is the roll as frozen at open.
+    added = bundle.additions
+    roll = [r for r in bundle.roll_before_address_changes if r["ods_code"] not in added]
     frozen = {
         "definition": definition,
         "documents": [d["sha256"] for d in definition["documents"]],
@@ -348,10 +374,69 @@ def _frozen(bundle: Bundle) -> Check:
         problems.append("the documents are not the ones voters were shown")
     if problems:
         return Check("frozen ballot", False, "; ".join(problems))
+    plus = f" (and {len(added)} added while open)" if added else ""
     return Check(
         "frozen ballot",
         True,
-        f"definition, {len(roll)} practices and {len(documents)} document(s) as frozen at open",
+        f"definition, {len(roll)} practices{plus} and {len(documents)} document(s) as frozen at "
+        "open",
+    )
+
+
+def _roll_corrections(bundle: Bundle) -> Check:
+    """The final roll is the frozen roll plus additions, each proposed while open with a reason
+    and approved by a scrutineer the ballot names, before close; and address changes, each
+    while open with a reason."""
+    trail = bundle.trail
+    opened, closed = bundle.only("opened")["seq"], bundle.only("closed")["seq"]
+    named = bundle.evidence["definition"].get("governance", {}).get("scrutineer_accounts", [])
+    proposals = {
+        e["payload"]["number"]: e for e in trail if e["action"] == "roll_addition_proposed"
+    }
+    approvals = [e for e in trail if e["action"] == "roll_addition_approved"]
+    final = {r["ods_code"]: r for r in bundle.roll_before_address_changes}
+    problems = []
+    changes = [e for e in trail if e["action"] == "addresses_changed"]
+    for change in changes:
+        code = change["payload"]["ods_code"]
+        if not opened < change["seq"] < closed:
+            problems.append(f"the addresses of {code} were changed outside the voting period")
+        if not str(change["payload"].get("reason", "")).strip():
+            problems.append(f"the addresses of {code} were changed without a reason")
+    for approval in approvals:
+        number, practice = approval["payload"]["number"], approval["payload"]["practice"]
+        code, proposal = practice["ods_code"], proposals.get(approval["payload"]["number"])
+        if proposal is None or proposal["seq"] > approval["seq"]:
+            problems.append(f"addition {number} ({code}) was approved without being proposed")
+        elif proposal["payload"]["ods_code"] != code or not proposal["payload"]["reason"]:
+            problems.append(f"addition {number} approved another practice than was proposed")
+        if not opened < approval["seq"] < closed:
+            problems.append(f"addition {number} ({code}) was approved outside the voting period")
+        if approval["actor"].removeprefix("staff:") not in named:
+            problems.append(
+                f"addition {number} ({code}) was approved by {approval['actor']}, not a "
+                "scrutineer the ballot names"
+            )
+        if final.get(code) != practice:
+            problems.append(
+                f"roll.csv's row for {code} is not the practice the scrutineer approved"
+            )
+    recorded = sorted(a["ods_code"] for a in bundle.evidence.get("roll_additions", []))
+    if recorded != sorted(bundle.additions):
+        problems.append("the evidence record lists other additions than the trail")
+    if len(bundle.additions) != len(approvals):
+        problems.append("the trail adds a practice twice")
+    if problems:
+        return Check("roll corrections", False, "; ".join(problems))
+    if not approvals and not changes:
+        return Check("roll corrections", True, "none: the roll is the one frozen at open")
+    codes = ", ".join(sorted(bundle.additions)) or "none"
+    return Check(
+        "roll corrections",
+        True,
+        f"roll.csv is the frozen roll plus {len(approvals)} addition(s) approved by the "
+        f"scrutineer while open ({codes}) and {len(changes)} address change(s) made while open "
+        "with a reason",
     )
 
 

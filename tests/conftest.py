@@ -21,6 +21,10 @@ from tests import browser as browser_tests
 from tests import factories
 from tests.pgserver import running_postgres
 
+# Test rolls use the reserved .example domain (RFC 2606) as well as NHSmail's; set here, before
+# any settings are read, so parser tests without a database see it too.
+os.environ["ALLOWED_EMAIL_DOMAINS"] = "nhs.net,example"
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(

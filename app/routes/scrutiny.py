@@ -28,6 +28,8 @@ class FrozenOut(BaseModel):
     documents: list[dict[str, str]]
     signing_key: dict[str, str]
     scrutineers: list[str]
+    # The roll against the national list: flags and missing members the approval covers.
+    roll_check: dict[str, Any]
     approved_by: str | None
     approved_at: datetime | None
     approval_stands: bool
