@@ -275,7 +275,11 @@ class HeadersAndAccessLog:
 _STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # A ballot definition carries its documents, a roll can list thousands of practices, and the
 # national list of GP practices is a few megabytes.
-_UPLOAD = re.compile(r"^/api/v1/(?:ballots(?:/[^/]+(?:/roll)?)?|national-list)/?$")
+_UPLOAD = re.compile(
+    r"^/api/v1/(?:ballots(?:/[^/]+(?:/roll)?)?|national-list)/?$"
+    # The console's uploads: a ballot file with its documents, and a roll.
+    r"|^/console/ballots/(?:new/file|\d+/roll)$"
+)
 
 
 def _same_site(headers: Headers, own_origin: str) -> bool:

@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
 
-from app import clock, proof, signing, staff, verify
+from app import clock, config, proof, signing, staff, verify
 from app.db import session_scope
 from app.models import Role
 from app.routes import console as console_routes
@@ -424,3 +424,27 @@ def test_an_auditor_countersigns_the_published_result_from_the_audit_page(
     audit = main_text(client.get(f"{url}/audit"))
     assert "Dr Ann Example Lay chair" in audit
     assert "I recounted it." in audit
+
+
+def test_a_ballot_file_with_documents_larger_than_a_request_body_still_uploads(
+    client: TestClient,
+) -> None:
+    client = console(client)
+    sign_in(client, "secretariat-user", Role.secretariat)
+    settings = config.get_settings()
+    large = b"# The proposal\n" + b"x" * (settings.max_body_bytes + 1024)
+    ballot_file = BALLOT_FILE.read_text()
+    created = post_form(
+        client, "/console/ballots/new", "/console/ballots/new/file",
+        files=[
+            ("ballot_file", (BALLOT_FILE.name, ballot_file.encode(), "text/plain")),
+            ("documents", (PROPOSAL.name, large, "text/markdown")),
+        ],
+    )  # fmt: skip
+    assert created.status_code == 303, created.text[:500]
+    # A page's own form is no upload: it keeps the ordinary limit.
+    refused = client.post(
+        "/console/ballots/new/form", data={"title": "x" * (settings.max_body_bytes + 1)},
+        follow_redirects=False,
+    )  # fmt: skip
+    assert refused.status_code == 413
