@@ -111,6 +111,7 @@ def test_the_secretariat_runs_the_example_ballot_in_the_console(
     office.main().to_contain_text("The roll is empty")
     office.check("ballot-draft")
     ballot_url = office.page.url.split("?")[0]
+    here = ballot_url.removeprefix(server.url)
 
     # A roll with two bad rows: the page lists both and loads nothing; the fixed roll loads.
     bad = [
@@ -140,11 +141,13 @@ def test_the_secretariat_runs_the_example_ballot_in_the_console(
     office.button("Set tally key")
     office.main().to_contain_text("The tally key was set")
     office.main().to_contain_text("The scrutineer has not approved the ballot")
+    office.go(f"{here}/roll-check", "roll-check")
+    office.page.goto(ballot_url)
 
     # The scrutineer, in a browser of their own, approves what will be frozen.
     lmc = Visit(browser, server, width, "scrutineer")
     lmc.sign_in(SCRUTINEER)
-    lmc.go(ballot_url.removeprefix(server.url) + "/approval", "approval")
+    lmc.go(f"{here}/approval", "approval")
     lmc.main().to_contain_text("3 practices")
     lmc.button("Approve the ballot as shown")
     lmc.main().to_contain_text("You approved the ballot as it will be frozen.")
@@ -159,6 +162,8 @@ def test_the_secretariat_runs_the_example_ballot_in_the_console(
     office.button("Open voting and send the links")
     office.main().to_contain_text("Voting is open and the invitations are queued.")
     office.check("ballot-open")
+    office.go(f"{here}/additions", "additions")
+    office.page.goto(ballot_url)
 
     links = factories.sent_links()
     office.link("See turnout by locality and over time")
@@ -199,7 +204,7 @@ def test_the_secretariat_runs_the_example_ballot_in_the_console(
     office.main().to_contain_text("The ballot box was opened and counted.")
 
     lmc.page.reload()
-    lmc.go(ballot_url.removeprefix(server.url) + "/countersignature", "countersign")
+    lmc.go(f"{here}/countersignature", "countersign")
     lmc.main().to_contain_text("3 of 3 practices voted.")
     lmc.button("Countersign this count")
     lmc.main().to_contain_text("You countersigned the count.")
@@ -223,7 +228,6 @@ def test_the_secretariat_runs_the_example_ballot_in_the_console(
     office.link("Audit trail and register")
     office.main().to_contain_text("entries chain from the first to the last")
     office.check("audit")
-    here = ballot_url.removeprefix(server.url)
     office.go(f"{here}/disputes", "disputes")
     office.go(f"{here}/void", "void")
     office.go("/console", "ballots")

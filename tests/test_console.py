@@ -448,3 +448,44 @@ def test_a_ballot_file_with_documents_larger_than_a_request_body_still_uploads(
         follow_redirects=False,
     )  # fmt: skip
     assert refused.status_code == 413
+
+
+def test_a_practice_left_out_is_added_while_open_once_the_scrutineer_approves(
+    client: TestClient, secretariat: dict[str, str], frozen_clock: datetime
+) -> None:
+    ballot_id = factories.open_ballot(client, secretariat)
+    client = console(client)
+    sign_in(client, "secretariat-user", Role.secretariat)
+    url = f"/console/ballots/{ballot_id}"
+    assert "has not been checked" in main_text(client.get(f"{url}/roll-check"))
+
+    practice = {
+        "ods_code": "G83020", "name": "Canal Side Surgery", "locality": "North",
+        "list_size": "6200", "emails": "manager.g83020@nhs.net",
+    }  # fmt: skip
+    refused = post_form(
+        client, f"{url}/additions", f"{url}/additions",
+        {**practice, "ods_code": "nope", "reason": "Left off the list by mistake."},
+    )  # fmt: skip
+    assert refused.status_code == 422
+    assert "ods_code" in main_text(refused)
+    no_reason = post_form(client, f"{url}/additions", f"{url}/additions", practice)
+    assert no_reason.status_code == 422
+    proposed = post_form(
+        client, f"{url}/additions", f"{url}/additions",
+        {**practice, "reason": "Left off the list by mistake."},
+    )  # fmt: skip
+    assert proposed.status_code == 303, proposed.text
+    roll = client.get(f"/api/v1/ballots/{ballot_id}/roll").json()
+    assert "G83020" not in [p["ods_code"] for p in roll]
+    assert "Waiting for the scrutineer" in main_text(client.get(f"{url}/additions"))
+
+    sign_in(client, factories.SCRUTINEER, Role.scrutineer)
+    page = client.get(f"{url}/additions")
+    action = re.search(rf'action="({url}/additions/\d+/approve)"', page.text)
+    assert action is not None
+    approved = post_form(client, f"{url}/additions", action.group(1))
+    assert approved.status_code == 303, approved.text
+    roll = client.get(f"/api/v1/ballots/{ballot_id}/roll").json()
+    assert "G83020" in [p["ods_code"] for p in roll]
+    assert "G83020" in factories.sent_links()

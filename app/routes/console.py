@@ -3,8 +3,8 @@ opening it. Plain HTML forms that work without JavaScript; each posts a signed f
 each action that cannot be undone asks first and says what will happen.
 
 The running ballot (turnout, reminders, close, publish), the scrutineer's pages and the auditor's
-view, and disputes and voiding are in console_running.py, console_review.py and
-console_disputes.py; they share the helpers here.
+view, disputes and voiding, and the roll's check and corrections are in console_running.py,
+console_review.py, console_disputes.py and console_roll.py; they share the helpers here.
 """
 
 import contextlib
@@ -56,6 +56,8 @@ DONE = {
     "void_withdrawn": "The proposal to void the ballot was withdrawn.",
     "attestation_key": "Your countersigning key was registered.",
     "attested": "Your countersignature was recorded in the trail and the bundle.",
+    "addition_proposed": "The practice is proposed for the roll: the scrutineer approves it.",
+    "addition_approved": "The practice is on the roll and its voting link is on its way.",
 }
 
 STATUS_COLOURS = {
