@@ -42,6 +42,10 @@ class Form:
         return " ".join(words for _, _, words in self.buttons)
 
     @property
+    def is_back_link(self) -> bool:
+        return [name for name, _, _ in self.buttons] == ["back"]
+
+    @property
     def answers(self) -> dict[str, str]:
         """The fields without the form's token, which differs from form to form."""
         return {k: v for k, v in self.fields.items() if k != vote_pages.FORM_FIELD}
@@ -68,7 +72,12 @@ class Page:
         return " ".join(html.unescape(words).split())
 
     def form(self, action: str) -> Form:
-        [found] = [f for f in self.forms if f.action == action]
+        """The page's form posting to `action`, other than its back link."""
+        [found] = [f for f in self.forms if f.action == action and not f.is_back_link]
+        return found
+
+    def back_link(self) -> Form:
+        [found] = [f for f in self.forms if f.is_back_link]
         return found
 
 
@@ -145,6 +154,13 @@ def post(client: TestClient, form: Form, **changes: str) -> Page:
     response = client.post(form.action, data={**form.fields, **changes}, follow_redirects=False)
     assert_voter_page_headers(response)
     return parse(response)
+
+
+def go_back(client: TestClient, page: Page, **changes: str) -> Page:
+    """Press the page's back link, which posts the answers so far."""
+    form = page.back_link()
+    [(name, value, _)] = form.buttons
+    return post(client, form, **{name: value}, **changes)
 
 
 def answers(**choices: str) -> dict[str, str]:
@@ -351,6 +367,24 @@ def test_voter_goes_from_the_link_to_a_receipt_one_question_per_page(
     assert re.search(r"<button[^>]* hidden[^>]*data-mandate-print", receipt.response.text)
     assert "To print this page, use your browser's print command" in receipt.text
     assert has_voted(client, token)
+
+
+def test_back_goes_to_the_step_before_with_the_answers_kept(
+    client: TestClient, ballot_id: int, token: str
+) -> None:
+    first = first_question(client, token)
+    assert f"/vote/{token}" in first.links  # the first question's back link: the start page
+    second = post(client, first.form(f"/vote/{token}/choices"), **answers(delegated="Against"))
+    who = post(client, second.form(f"/vote/{token}/choices"), **answers(constitution="For"))
+    assert who.title.startswith("Who is submitting this vote")
+    back = go_back(client, who, voter_name="Pat Jones")
+    assert back.title.startswith("Question 2 of 2")
+    assert back.form(f"/vote/{token}/choices").fields["q_constitution"] == CODES["For"]
+    again = go_back(client, back)
+    assert again.title.startswith("Question 1 of 2")
+    form = again.form(f"/vote/{token}/choices")
+    assert form.fields["q_delegated"] == CODES["Against"]
+    assert form.fields["voter_name"] == "Pat Jones"
 
 
 def test_opening_the_pages_never_uses_the_vote(client: TestClient, token: str) -> None:

@@ -204,7 +204,7 @@ def _who_page(request: Request, v: voting.VoterView, token: str, answers: Answer
         "vote_who.html",
         v=v,
         token=token,
-        forms=_forms(token, "check"),
+        forms=_forms(token, "check", "choices"),
         choices=answers.choices,
         voter_name=answers.voter_name,
         voter_role=answers.voter_role,
@@ -261,7 +261,11 @@ def next_step(
         return _status(request, v, token)
     answers = _answers(form, v.questions)
     ids = [q.id for q in v.questions]
-    change, shown = form.get("change"), form.get("question")
+    change, shown, back = form.get("change"), form.get("question"), form.get("back")
+    if back in ids:
+        # The back link of a question (or of who is submitting): the one before, answers kept.
+        position = ids.index(str(back))
+        return _question_page(request, v, token, answers, position=position, back_to_check=False)
     if change == WHO:
         return _who_page(request, v, token, answers)
     if change in ids:
