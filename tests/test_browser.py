@@ -5,12 +5,13 @@ server: by keyboard alone, with and without JavaScript; axe-core on every voter 
 import re
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
 from playwright.sync_api import Browser, Page, expect
 
-from app import clock
+from app import clock, mail
 from tests import factories
 from tests.browser import (
     WIDTHS,
@@ -202,7 +203,7 @@ def test_every_voter_page_passes_axe_and_reflows(
     client: TestClient, secretariat: dict[str, str], server: Server, browser: Browser, width: int
 ) -> None:
     doc = {"title": "The proposal in full", "file": "proposal.md", "content_base64": "IyBQCg=="}
-    _, links = live_ballot(client, secretariat, documents=[doc])
+    ballot_id, links = live_ballot(client, secretariat, documents=[doc])
     _, later = live_ballot(
         client,
         secretariat,
@@ -241,6 +242,10 @@ def test_every_voter_page_passes_axe_and_reflows(
     page.goto(f"{server.url}/vote/{ended['G83002']}")
     expect(page.get_by_role("heading", level=1)).to_have_text("Voting has closed")
     check_page_at(page, "closed", width, seen)
+    papers = urlsplit(mail.papers_url(ballot_id)).path
+    page.goto(f"{server.url}{papers}")
+    expect(page.locator("main")).to_contain_text("The proposal in full")
+    check_page_at(page, "papers", width, seen)
     page.goto(f"{server.url}/vote/not-a-real-voting-link")
     expect(page.locator("h1")).to_have_text("This voting link is not valid")
     expect(page.locator("main")).to_contain_text("replaced by a newer link")
@@ -249,6 +254,6 @@ def test_every_voter_page_passes_axe_and_reflows(
 
     assert list(seen) == [
         "start", "question", "question-error", "who-is-submitting", "check-your-answers",
-        "receipt", "already-voted", "not-yet-open", "closed", "invalid-link",
+        "receipt", "already-voted", "not-yet-open", "closed", "papers", "invalid-link",
     ]  # fmt: skip
     assert {name: found for name, found in seen.items() if found} == {}
