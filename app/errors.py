@@ -63,6 +63,14 @@ class LinkInvalid(AppError):
     status_code = 404
 
 
+# What a pattern means, for the ones people meet when they type or upload: a regular expression
+# is no help to a governance officer fixing a roll.
+_PATTERN_WORDS = {
+    r"^[A-Z][0-9]{5}$": "must be a practice's ODS code: one letter and five digits, like G83001",
+    r"^[A-Z0-9]{3,6}$": "must be an ODS code of 3 to 6 capital letters or digits, like 99X",
+}
+
+
 def problems_from_validation(errors: list[Any], *, prefix: str = "") -> list[dict[str, Any]]:
     """Pydantic errors as {"loc": "questions[1].options", "problem": "..."} without the input."""
     problems = []
@@ -77,6 +85,8 @@ def problems_from_validation(errors: list[Any], *, prefix: str = "") -> list[dic
             else:
                 loc += f".{part}" if loc else str(part)
         message = str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        if error.get("type") == "string_pattern_mismatch":
+            message = _PATTERN_WORDS.get(str((error.get("ctx") or {}).get("pattern")), message)
         problems.append({"loc": loc or "(whole file)", "problem": message})
     return problems
 

@@ -188,7 +188,7 @@ def test_bad_ballot_file_is_refused_with_every_problem_and_its_location(
     output = refused(run_mandate("ballot", "load", str(path)))
     assert "InvalidInput: The ballot definition has 3 problem(s)" in output
     assert 'questions[1].options: duplicate option "For"' in output
-    assert "organisation.ods_code: String should match pattern" in output
+    assert "organisation.ods_code: must be an ODS code of 3 to 6 capital letters" in output
     assert "receipt_mode: Input should be" in output
     assert ballot_count() == 0
 

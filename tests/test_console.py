@@ -208,7 +208,7 @@ def test_the_secretariat_runs_a_ballot_from_the_console_alone(
     )
     assert refused.status_code == 422
     words = main_text(refused)
-    assert "line 3 (not-a-code)" in words
+    assert "line 3 (not-a-code).ods_code: must be a practice's ODS code" in words
     assert "line 6 (Y80005)" in words
     assert "Nothing was loaded" in words
     assert client.get(f"/api/v1/ballots/{ballot_id}/roll").json() == []

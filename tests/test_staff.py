@@ -60,6 +60,13 @@ ROLES: dict[tuple[str, str], set[Role]] = {
     ("POST", "/api/v1/ballots/{ballot_id}/approval"): SCRUTINEER,
     ("GET", "/api/v1/ballots/{ballot_id}/countersignature"): SCRUTINEER,
     ("POST", "/api/v1/ballots/{ballot_id}/countersignature"): SCRUTINEER,
+    ("PUT", "/api/v1/national-list"): SEC,
+    ("GET", "/api/v1/national-list"): ANY,
+    ("GET", "/api/v1/ballots/{ballot_id}/roll-check"): ANY,
+    ("POST", "/api/v1/ballots/{ballot_id}/roll/additions"): SEC,
+    ("GET", "/api/v1/ballots/{ballot_id}/roll/additions"): ANY,
+    ("POST", "/api/v1/ballots/{ballot_id}/roll/additions/{number}/approve"): SCRUTINEER,
+    ("PUT", "/api/v1/ballots/{ballot_id}/voters/{ods_code}/addresses"): SEC,
 }
 # Open to anyone by design: sign-in, the voter's own link, and what is public after publishing.
 PUBLIC = {
@@ -90,6 +97,7 @@ def test_each_role_is_allowed_or_refused(client: TestClient, method: str, path: 
         re.sub(r"\{ballot_id\}", "999", path)
         .replace("{ods_code}", "G83001")
         .replace("{username}", "nobody")
+        .replace("{number}", "1")
     )
     assert client.request(method, url).status_code == 401
     for role in Role:
