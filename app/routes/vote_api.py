@@ -59,8 +59,9 @@ class UnsupportedMediaType(errors.AppError):
     status_code = 415
 
 
-def json_only(request: Request) -> None:
+async def json_only(request: Request) -> None:
     """Only JSON: a form on another site can post form or plain-text bodies, never JSON."""
+    # async: a header check needs no worker thread, and every cast passes through here.
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind != "application/json":
         raise UnsupportedMediaType(
