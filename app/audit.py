@@ -35,9 +35,14 @@ def append(
     IMMEDIATE), and on PostgreSQL a transaction-scoped advisory lock per ballot does it.
     """
     ballot_id = ballot if isinstance(ballot, int) else ballot.id
-    if not db.is_sqlite(session):
-        session.execute(_LOCK, {"cls": _LOCK_CLASS, "ballot": ballot_id})
-    head = session.execute(_HEAD, {"ballot_id": ballot_id}).first()
+    # Whatever the caller changed through the ORM reaches the database first, as
+    # session.execute() would have done; then the statements go to the session's connection
+    # (the same transaction) without the ORM's per-statement bookkeeping.
+    session.flush()
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        connection.execute(_LOCK, {"cls": _LOCK_CLASS, "ballot": ballot_id})
+    head = connection.execute(_HEAD, {"ballot_id": ballot_id}).first()
     seq, prev = (head[0] + 1, head[1]) if head else (1, proof.GENESIS)
     entry = {
         "seq": seq,
@@ -48,7 +53,7 @@ def append(
         "prev": prev,
     }
     digest = proof.entry_hash(entry)
-    session.execute(
+    connection.execute(
         _INSERT,
         {"ballot_id": ballot_id, "seq": seq, "at": entry["at"], "actor": actor,
          "action": action, "payload": payload, "prev_hash": prev, "hash": digest},

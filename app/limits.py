@@ -91,8 +91,13 @@ class DatabaseStore:
 _memory = MemoryStore()
 
 
+def counts_in_memory() -> bool:
+    """Whether a count is a dictionary update in this process (no I/O, safe on the event loop)."""
+    return get_settings().rate_limit_store != "database"
+
+
 def store() -> Store:
-    return DatabaseStore(get_engine()) if get_settings().rate_limit_store == "database" else _memory
+    return _memory if counts_in_memory() else DatabaseStore(get_engine())
 
 
 def forget() -> None:

@@ -265,9 +265,10 @@ class HeadersAndAccessLog:
             await response(scope, receive, send_with_headers)
         finally:
             elapsed = (time.perf_counter() - started) * 1000
+            shown = redact(path)
             log.info(
-                "%s %s %s %.1fms", scope["method"], redact(path), status, elapsed,
-                extra={"method": scope["method"], "path": redact(path), "status": status,
+                "%s %s %s %.1fms", scope["method"], shown, status, elapsed,
+                extra={"method": scope["method"], "path": shown, "status": status,
                        "duration_ms": round(elapsed, 1)},
             )  # fmt: skip
             logs.request_id.reset(context)

@@ -88,8 +88,10 @@ def enqueue(
         }
         for address in addresses
     ]
-    # A Core INSERT: this runs inside every cast, where the ORM's bookkeeping would show.
-    session.execute(_INSERT, rows)
+    # A Core INSERT on the session's connection: this runs inside every cast, where the ORM's
+    # bookkeeping would show. Changes made through the ORM are flushed first, as execute() did.
+    session.flush()
+    session.connection().execute(_INSERT, rows)
 
 
 def cancel_links_queued(session: Session, *, practice: RollEntry, reason: str) -> None:

@@ -1,10 +1,11 @@
 """Abuse limits: sign-in attempts per account and per address; links per address and per link."""
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 
-from app import limits
+from app import config, limits
 from app.models import Role
 from tests import factories
 
@@ -108,3 +109,20 @@ def test_each_link_has_its_own_allowance_of_attempts(client: TestClient, ballot_
     assert "Too many attempts to use this voting link" in refused.json()["detail"]
     assert client.get(f"/vote/{token}").status_code == 429  # pages and API count together
     assert client.post(f"/api/v1/vote/{other}", json=vote).status_code == 200
+
+
+def test_a_link_counted_in_the_database_is_still_refused_after_its_allowance(
+    client: TestClient, ballot_id: int, db: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # In memory the count runs on the event loop; in the database it must still be counted
+    # (off the loop) and refuse the link once its allowance is spent.
+    monkeypatch.setattr(config.get_settings(), "rate_limit_store", "database")
+    assert not limits.counts_in_memory()
+    token = factories.token_for("G83003")
+    allowance = limits.LINK_ATTEMPTS.attempts
+    assert {client.get(f"/api/v1/vote/{token}").status_code for _ in range(allowance)} == {200}
+    refused = client.post(f"/api/v1/vote/{token}", json={"choices": {}})
+    assert refused.status_code == 429
+    with db.connect() as connection:
+        counted = connection.execute(text("SELECT max(attempts) FROM rate_limit")).scalar_one()
+    assert counted == allowance + 1

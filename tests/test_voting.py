@@ -5,7 +5,7 @@ from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 
 from app import clock, config
@@ -230,3 +230,45 @@ def _reset_caches() -> None:
     config.get_settings.cache_clear()
     database.get_engine.cache_clear()
     database.get_sessionmaker.cache_clear()
+
+
+def test_a_cast_takes_one_round_trip_per_thing_it_records(
+    client: TestClient, ballot_id: int
+) -> None:
+    # The cast endpoint's throughput follows its statements: read the link with its ballot,
+    # take the practice's one vote, queue the confirmation, seal the ballot, extend the trail.
+    assert (
+        client.post(f"/api/v1/vote/{factories.token_for('G83001')}", json=VOTE).status_code == 200
+    )
+    engine = database.get_engine()
+    # The in-server mail sender may run at the same time on its own connection: keep only
+    # the statements on the connection the cast ran on.
+    statements: list[tuple[int, str]] = []
+
+    def seen(conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        words = statement.split()
+        if words[0] in ("INSERT", "DELETE"):
+            statements.append((id(conn), f"{words[0]} {words[2]}"))
+        elif words[0] == "UPDATE":
+            statements.append((id(conn), f"UPDATE {words[1]}"))
+        elif words[0] == "SELECT":
+            statements.append((id(conn), "SELECT"))
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        response = client.post(f"/api/v1/vote/{factories.token_for('G83002')}", json=VOTE)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert response.status_code == 200
+    cast_on = next(conn for conn, s in statements if s == "UPDATE roll_entry")
+    cast = [s for conn, s in statements if conn == cast_on]
+    writes = sorted(s for s in cast if not s.startswith("SELECT"))
+    assert writes == [
+        "INSERT audit_entry",
+        "INSERT outbox_message",
+        "INSERT sealed_ballot",
+        "UPDATE roll_entry",
+    ]
+    # The link with its ballot, the trail's head, and on PostgreSQL the trail's advisory lock.
+    reads = len(cast) - len(writes)
+    assert reads == (2 if engine.dialect.name == "sqlite" else 3)

@@ -1,10 +1,12 @@
 """The voter API: read the ballot by link, cast once, raise a dispute."""
 
+import functools
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import AfterValidator, BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from app import definitions, disputes, errors, voting
 from app.deps import SessionDep, VoterLink, count_link_attempt
@@ -59,8 +61,9 @@ class UnsupportedMediaType(errors.AppError):
     status_code = 415
 
 
-def json_only(request: Request) -> None:
+async def json_only(request: Request) -> None:
     """Only JSON: a form on another site can post form or plain-text bodies, never JSON."""
+    # async: a header check needs no worker thread, and every cast passes through here.
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind != "application/json":
         raise UnsupportedMediaType(
@@ -102,16 +105,24 @@ def read_ballot(token: str, link: VoterLink, session: SessionDep) -> VoterBallot
     dependencies=[Depends(json_only)],
     responses={415: {"description": "The body is not JSON (Content-Type: application/json)"}},
 )
-def cast_vote(token: str, body: CastIn, session: SessionDep) -> ReceiptOut:
-    # The link is resolved inside the cast, in the same worker thread as the rest of the
-    # transaction: on SQLite the request holds the database for that long and no longer.
-    code = voting.cast(
+async def cast_vote(token: str, body: CastIn, request: Request, session: SessionDep) -> ReceiptOut:
+    cast = functools.partial(
+        voting.cast,
         session,
         token=token,
         choices=body.choices,
         voter_name=body.voter_name,
         voter_role=body.voter_role,
     )
+    if request.app.state.database_is_sqlite:
+        # SQLite casts one at a time (the database turn), and the commit already runs here on
+        # the event loop. Handing the cast to a worker thread made the turn wait for that
+        # thread to get the interpreter back from the loop, and every other cast waited with it.
+        code = cast()
+    else:
+        # PostgreSQL serves many casts at once, each waiting on the network: off the loop. The
+        # link is resolved inside the cast, in the same thread as the rest of the transaction.
+        code = await run_in_threadpool(cast)
     return ReceiptOut(
         receipt_code=code,
         detail="Your practice's vote has been recorded. Keep this receipt code to check, once "
