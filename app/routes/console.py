@@ -70,9 +70,15 @@ STATUS_COLOURS = {
 
 
 def page(
-    request: Request, name: str, *, user: StaffUser | None, status_code: int = 200, **context: Any
+    request: Request,
+    name: str,
+    *,
+    user: StaffUser | None,
+    problem: errors.AppError | None = None,
+    **context: Any,
 ) -> HTMLResponse:
-    """A console page, with its header's account links and a form token for each form."""
+    """A console page, with its header's account links and a form token for each form; a
+    refusal shown on it (`problem`) gives the page its status."""
     account = (
         [
             {"text": f"{user.username} ({user.role})", "icon": True},
@@ -83,13 +89,15 @@ def page(
     )
     context.update(
         user=user,
+        problem=problem,
         service="Ballot console",
         service_href="/console",
         account=account,
         colours=STATUS_COLOURS,
         form_token=lambda action: vote_pages.form_token(CONSOLE_FORM, action),
     )
-    return templates.TemplateResponse(request, f"console/{name}", context, status_code=status_code)
+    status = problem.status_code if problem else 200
+    return templates.TemplateResponse(request, f"console/{name}", context, status_code=status)
 
 
 def done(ballot_id: int, what: str) -> RedirectResponse:
@@ -174,7 +182,6 @@ def sign_in(
             request,
             "sign_in.html",
             user=None,
-            status_code=401,
             username=username,
             problem=errors.NotAuthenticated(
                 "The username, password or authenticator code is not right. Check them and "
@@ -212,12 +219,6 @@ def new_ballot(request: Request, user: Secretariat) -> HTMLResponse:
     return page(request, "new.html", user=user, values={})
 
 
-def _problem_page(
-    request: Request, user: StaffUser, name: str, exc: errors.AppError, **context: Any
-) -> HTMLResponse:
-    return page(request, name, user=user, status_code=exc.status_code, problem=exc, **context)
-
-
 @router.post("/ballots/new/file", response_class=HTMLResponse)
 def create_from_file(
     request: Request, form: PostedForm, user: Secretariat, session: SessionDep
@@ -225,7 +226,7 @@ def create_from_file(
     try:
         definition = _uploaded_definition(form)
     except errors.AppError as exc:
-        return _problem_page(request, user, "new.html", exc, values={}, which="file")
+        return page(request, "new.html", user=user, problem=exc, values={}, which="file")
     ballot = ballots.create(session, definition=definition, actor=staff.actor(user))
     return done(ballot.id, "created")
 
@@ -265,9 +266,8 @@ def create_from_form(
     try:
         definition = definitions.parse_definition(_definition_of(form, values))
     except errors.AppError as exc:
-        return _problem_page(
-            request, user, "new.html", _in_form_words(exc), values=values, which="form"
-        )
+        problem = _in_form_words(exc)
+        return page(request, "new.html", user=user, problem=problem, values=values, which="form")
     ballot = ballots.create(session, definition=definition, actor=staff.actor(user))
     return done(ballot.id, "created")
 
@@ -375,7 +375,6 @@ def ballot_page(
         request,
         "ballot.html",
         user=user,
-        status_code=problem.status_code if problem else 200,
         ballot=ballot,
         entries=entries,
         voted=voted,
@@ -468,7 +467,6 @@ def confirm_page(
         request,
         f"confirm_{template or action}.html",
         user=user,
-        status_code=problem.status_code if problem else 200,
         ballot=ballot,
         action=f"/console/ballots/{ballot_id}/{action}",
         problem=problem,

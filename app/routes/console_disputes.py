@@ -25,7 +25,7 @@ def _disputes_page(
     ballot = ballots.get(session, ballot_id)
     return page(
         request, "disputes.html", user=user, ballot=ballot,
-        status_code=problem.status_code if problem else 200, problem=problem,
+        problem=problem,
         disputes=disputes.list_for(session, ballot=ballot), values=values or {},
     )  # fmt: skip
 
@@ -65,7 +65,7 @@ def _void_page(
     ballot = ballots.get(session, ballot_id)
     return page(
         request, "void.html", user=user, ballot=ballot,
-        status_code=problem.status_code if problem else 200, problem=problem,
+        problem=problem,
         pending=voiding.pending(session, ballot=ballot), values={},
         action=f"/console/ballots/{ballot_id}/void",
     )  # fmt: skip

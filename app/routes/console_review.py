@@ -20,12 +20,16 @@ router = APIRouter(prefix="/console/ballots/{ballot_id}", include_in_schema=Fals
 
 
 def _approval_page(
-    request: Request, session: SessionDep, user: StaffUser, ballot_id: int, problem: object = None
+    request: Request,
+    session: SessionDep,
+    user: StaffUser,
+    ballot_id: int,
+    problem: errors.AppError | None = None,
 ) -> HTMLResponse:
     ballot = ballots.get(session, ballot_id)
     return page(
         request, "approval.html", user=user, ballot=ballot,
-        status_code=getattr(problem, "status_code", 200), problem=problem,
+        problem=problem,
         frozen=scrutiny.what_is_frozen(session, ballot=ballot),
         may_approve=user.username in scrutiny.scrutineers(ballot),
     )  # fmt: skip
@@ -51,12 +55,16 @@ def approve(
 
 
 def _count_page(
-    request: Request, session: SessionDep, user: StaffUser, ballot_id: int, problem: object = None
+    request: Request,
+    session: SessionDep,
+    user: StaffUser,
+    ballot_id: int,
+    problem: errors.AppError | None = None,
 ) -> HTMLResponse:
     count = scrutiny_routes.count_to_verify(session, ballot_id, user, lock=None)
     return page(
         request, "countersign.html", user=user, ballot=ballots.get(session, ballot_id),
-        status_code=getattr(problem, "status_code", 200), problem=problem, count=count,
+        problem=problem, count=count,
     )  # fmt: skip
 
 
@@ -95,7 +103,7 @@ def _audit_page(
     signed = evidence.attestations(session, ballot=ballot) if published else []
     return page(
         request, "audit.html", user=user, ballot=ballot, entries=entries,
-        status_code=problem.status_code if problem else 200, problem=problem,
+        problem=problem,
         chain_problem=proof.chain_problem(entries), register=roll.entries(session, ballot=ballot),
         box=published_box(session, ballot) if published else None,
         attestations=[attestation.describe(e) for e in signed],

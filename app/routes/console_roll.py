@@ -36,7 +36,7 @@ def _additions_page(
     ballot = ballots.get(session, ballot_id)
     return page(
         request, "additions.html", user=user, ballot=ballot,
-        status_code=problem.status_code if problem else 200, problem=problem,
+        problem=problem,
         additions=roll_corrections.additions(session, ballot=ballot), values=values or {},
     )  # fmt: skip
 
